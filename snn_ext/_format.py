@@ -1,0 +1,12 @@
+"""Short ``repr`` text for per-layer or per-channel neuron parameters."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["format_param"]
+
+
+def format_param(t: torch.Tensor) -> str:
+    """``'0.5'`` for a per-layer scalar, ``'[C] tensor'`` for a per-channel one (no float() warning)."""
+    return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.shape[0]}] tensor"

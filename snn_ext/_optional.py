@@ -1,0 +1,19 @@
+"""Import an optional framework with an error that says which extra installs it."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["require"]
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or raise an ImportError naming the ``pip install "snn-ext[extra]"`` command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"snn_ext.{extra} needs the '{module}' package, which is not installed. "
+            f'Install it with: pip install "snn-ext[{extra}]"'
+        ) from err

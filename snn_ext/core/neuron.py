@@ -1,0 +1,141 @@
+"""DIET-SNN leaky integrate-and-fire neuron: the reference every face and kernel must match.
+
+Dynamics of one layer (Rathi & Roy 2020, as in the official DIET-SNN code), per time step ``t``::
+
+    u[t] = leak * u[t-1] + x[t]          # leak multiplies the old potential, then input is added
+    z[t] = u[t] / threshold - 1          # normalized potential
+    s[t] = 1 if z[t] > 0 else 0          # spike; backward uses spike_fn's pseudo-derivative on z
+    u[t] = u[t] - threshold * 1[z[t] > 0]   # soft reset with a hard (non-differentiable) indicator
+
+``leak`` and ``threshold`` are per-layer scalars ``[]`` or per-channel vectors ``[C]``. The threshold
+still receives gradient through ``z`` and through the reset term. Units: ``x``, ``u`` and
+``threshold`` are in the same (arbitrary) potential unit; ``leak`` is dimensionless.
+
+How snnTorch's own ``Leaky`` differs: with its default ``reset_delay=True`` it subtracts the
+*previous* step's spike after the decay (``u[t] = beta*u[t-1] + x[t] - thr*s[t-1]``), so the reset
+lands one step later, its surrogate sees ``u - thr`` rather than ``u / thr - 1``, and beta is
+clamped to ``[0, 1]`` inside every forward call. SpikingJelly's ``LIFNode`` decays towards the
+input (``h = u + (x - u) / tau``). DIET keeps the leak <= 1 by :func:`clamp_leak_` after each
+optimizer step instead of clamping in forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from snn_ext.core.checks import channel_view, check_current, check_leak, check_sequence, check_threshold
+from snn_ext.core.surrogate import Triangle, heaviside
+
+__all__ = ["SpikeFn", "clamp_leak_", "diet_lif_multistep", "diet_lif_step"]
+
+SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps the normalized potential ``z`` to spikes (Heaviside forward, surrogate backward)."""
+
+_DIET_TRIANGLE = Triangle(gamma=0.3)
+
+
+def _prepare(
+    x: torch.Tensor, u: torch.Tensor | None, leak: torch.Tensor, threshold: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Broadcastable views of leak/threshold and a zero or checked initial potential for step ``x``."""
+    # Plain numbers are checked here; tensors are trainable state, checked when a module is built.
+    leak_t = leak if isinstance(leak, torch.Tensor) else check_leak(leak)
+    thr_t = threshold if isinstance(threshold, torch.Tensor) else check_threshold(threshold)
+    leak_b = channel_view(leak_t, x, "leak")
+    thr_b = channel_view(thr_t, x, "threshold")
+    if u is None:
+        u = torch.zeros_like(x)
+    elif not isinstance(u, torch.Tensor) or u.shape != x.shape:
+        shape = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
+        raise ValueError(f"u (membrane potential) must be None or a tensor of shape {tuple(x.shape)}, got {shape}")
+    return u, leak_b, thr_b
+
+
+def _step(
+    x: torch.Tensor, u: torch.Tensor, leak: torch.Tensor, threshold: torch.Tensor, spike_fn: SpikeFn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    u = leak * u + x
+    z = u / threshold - 1.0
+    spike = spike_fn(z)
+    return spike, u - threshold * heaviside(z)
+
+
+def diet_lif_step(
+    x: torch.Tensor,
+    u: torch.Tensor | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    spike_fn: SpikeFn | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advance a layer of DIET LIF neurons by one time step.
+
+    Args:
+        x: input current ``[B, C, ...]`` or ``[B, F]``.
+        u: membrane potential after the previous step, shape of ``x``; ``None`` starts from 0.
+        leak: ``[]`` or ``[C]``, in ``[0, 1]`` (1 = integrate-and-fire).
+        threshold: ``[]`` or ``[C]``, > 0.
+        spike_fn: surrogate spike function of the normalized potential ``z``; default
+            :class:`~snn_ext.core.surrogate.Triangle` with ``gamma = 0.3``. Any callable with
+            Heaviside forward works, e.g. ``snntorch.surrogate.atan()`` or a SpikingJelly surrogate
+            module (they then see ``z`` instead of ``u - threshold``).
+
+    Returns:
+        ``(spike, u)``: spikes in ``{0, 1}`` and the potential after the soft reset, both shaped like ``x``.
+    """
+    check_current(x, "x")
+    u, leak_b, thr_b = _prepare(x, u, leak, threshold)
+    return _step(x, u, leak_b, thr_b, spike_fn or _DIET_TRIANGLE)
+
+
+def diet_lif_multistep(
+    x_seq: torch.Tensor,
+    u: torch.Tensor | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    spike_fn: SpikeFn | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run DIET LIF neurons over a whole sequence; equal to a loop of :func:`diet_lif_step`.
+
+    Args:
+        x_seq: input currents ``[T, B, C, ...]`` or ``[T, B, F]`` with ``T >= 1``.
+        u: initial membrane potential ``[B, ...]`` (shape of ``x_seq[0]``); ``None`` starts from 0.
+        leak, threshold, spike_fn: as in :func:`diet_lif_step`.
+
+    Returns:
+        ``(spike_seq, u_seq)``, both ``[T, B, ...]``: spikes and the potential after each step's
+        reset; ``u_seq[-1]`` is the state to carry into the next call.
+    """
+    check_sequence(x_seq, "x_seq")
+    u, leak_b, thr_b = _prepare(x_seq[0], u, leak, threshold)
+    spike_fn = spike_fn or _DIET_TRIANGLE
+    spikes, potentials = [], []
+    for x in x_seq:
+        spike, u = _step(x, u, leak_b, thr_b, spike_fn)
+        spikes.append(spike)
+        potentials.append(u)
+    return torch.stack(spikes), torch.stack(potentials)
+
+
+def clamp_leak_(target: torch.Tensor | nn.Module, max_leak: float = 1.0) -> None:
+    """Keep leaks at or below ``max_leak`` in place (DIET-SNN: ``leak <- min(leak, 1)``), no lower bound.
+
+    Call it after every optimizer step, as the DIET-SNN training loop does.
+
+    Args:
+        target: a leak tensor/Parameter, or a module: every submodule that defines a
+            ``clamp_leak_(max_leak)`` method (all snn-ext neurons of both frameworks) is clamped.
+        max_leak: upper bound, 1.0 in DIET-SNN.
+    """
+    if isinstance(target, torch.Tensor):
+        with torch.no_grad():
+            target.clamp_(max=max_leak)
+        return
+    if not isinstance(target, nn.Module):
+        raise TypeError(f"target must be a tensor or an nn.Module, got {type(target).__name__}")
+    for module in target.modules():
+        method = getattr(type(module), "clamp_leak_", None)
+        if callable(method):
+            module.clamp_leak_(max_leak)

@@ -1,0 +1,13 @@
+"""snnTorch face of snn-ext: neurons that keep snnTorch's idioms and compute with ``snn_ext.core``.
+
+Needs ``pip install "snn-ext[snntorch]"``.
+"""
+
+from snn_ext._optional import require
+
+require("snntorch", "snntorch")
+
+from snn_ext.snntorch.neurons import DietLeaky  # noqa: E402
+from snn_ext.snntorch.utils import reset  # noqa: E402
+
+__all__ = ["DietLeaky", "reset"]

@@ -1,0 +1,115 @@
+"""DIET-SNN neuron for snnTorch."""
+
+from __future__ import annotations
+
+import snntorch
+import torch
+
+from snn_ext._format import format_param
+from snn_ext.core.checks import check_leak, check_threshold
+from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
+from snn_ext.core.surrogate import Triangle
+
+__all__ = ["DietLeaky"]
+
+_Outputs = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+class DietLeaky(snntorch.Leaky):
+    """DIET-SNN leaky integrate-and-fire neuron as a drop-in ``snntorch.Leaky``.
+
+    Dynamics (see :mod:`snn_ext.core.neuron`): ``mem = beta * mem + input_``; spike where
+    ``mem / threshold - 1 > 0``; soft reset ``mem -= threshold * spike`` in the same step (no
+    ``reset_delay``). ``beta`` (the leak) and ``threshold`` are trainable by default, one per layer
+    or one per channel (1-d tensor ``[C]``, matched to dimension 1 of the input). ``beta`` is not
+    clamped in forward: call :meth:`clamp_leak_` (or :func:`snn_ext.core.clamp_leak_` on the whole
+    net) after each optimizer step to keep it <= 1, as DIET-SNN does.
+
+    Args:
+        beta: leak in ``[0, 1]``; 1.0 (DIET-SNN's initial value) means no leak.
+        threshold: firing threshold > 0.
+        spike_grad: surrogate applied to the *normalized* potential ``z = mem / threshold - 1``;
+            default DIET's triangle ``0.3 * max(0, 1 - |z|)``. Any snnTorch surrogate
+            (``snntorch.surrogate.atan()``, ``fast_sigmoid()``, ...) also works.
+        init_hidden: keep ``mem`` inside the module, so it can sit in ``nn.Sequential``; then the
+            call returns ``spk`` only, unless ``output=True``.
+        learn_beta, learn_threshold: register ``beta`` / ``threshold`` as Parameters (default) or buffers.
+        output: with ``init_hidden=True``, return ``(spk, mem)``.
+
+    Shapes: :meth:`forward` takes one step ``[B, ...]``; :meth:`forward_sequence` a whole sequence
+    ``[T, B, ...]``. Both return spikes of the input's shape (and dtype).
+    """
+
+    def __init__(
+        self,
+        beta: float | torch.Tensor = 1.0,
+        threshold: float | torch.Tensor = 1.0,
+        spike_grad: SpikeFn | None = None,
+        init_hidden: bool = False,
+        learn_beta: bool = True,
+        learn_threshold: bool = True,
+        output: bool = False,
+    ) -> None:
+        super().__init__(
+            beta=check_leak(beta, "beta"),
+            threshold=check_threshold(threshold, "threshold"),
+            spike_grad=Triangle(gamma=0.3) if spike_grad is None else spike_grad,
+            init_hidden=init_hidden,
+            learn_beta=learn_beta,
+            learn_threshold=learn_threshold,
+            output=output,
+        )
+
+    def _initial_mem(self, mem: torch.Tensor | None, step_shape: torch.Size) -> torch.Tensor | None:
+        if self.init_hidden and mem is not None:
+            raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+        if mem is not None:
+            return mem
+        # Like snnTorch 1.0: continue from the stored state unless the input shape changed.
+        return self.mem if self.mem.shape == step_shape else None
+
+    def _outputs(self, spk: torch.Tensor, mem: torch.Tensor) -> _Outputs:
+        if self.init_hidden and not self.output:
+            return spk
+        return spk, mem
+
+    def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
+        """One time step.
+
+        Args:
+            input_: input current ``[B, ...]``.
+            mem: membrane potential from the previous step (shape of ``input_``); ``None`` continues
+                from the stored state (zeros after a reset or a change of input shape).
+
+        Returns:
+            ``(spk, mem)``, or ``spk`` alone when ``init_hidden=True`` and ``output=False``.
+        """
+        start = self._initial_mem(mem, input_.shape)
+        spk, self.mem = diet_lif_step(input_, start, self.beta, self.threshold, self.spike_grad)
+        return self._outputs(spk, self.mem)
+
+    def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
+        """A whole sequence in one call; equal to calling :meth:`forward` on each step.
+
+        Args:
+            input_seq: input currents ``[T, B, ...]``.
+            mem: initial membrane potential ``[B, ...]``; ``None`` continues from the stored state.
+
+        Returns:
+            ``(spk_seq, mem_seq)``, both ``[T, B, ...]``, or ``spk_seq`` alone when
+            ``init_hidden=True`` and ``output=False``. The stored state becomes ``mem_seq[-1]``.
+        """
+        start = self._initial_mem(mem, input_seq.shape[1:])
+        spk_seq, mem_seq = diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
+        self.mem = mem_seq[-1]
+        return self._outputs(spk_seq, mem_seq)
+
+    def clamp_leak_(self, max_leak: float = 1.0) -> None:
+        """Clamp ``beta`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""
+        clamp_leak_(self.beta, max_leak)
+
+    def extra_repr(self) -> str:
+        return (
+            f"beta={format_param(self.beta)}, threshold={format_param(self.threshold)}, "
+            f"init_hidden={self.init_hidden}, output={self.output}"
+        )

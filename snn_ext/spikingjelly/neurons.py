@@ -1,0 +1,88 @@
+"""DIET-SNN neuron for SpikingJelly (activation_based, 2.x)."""
+
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import nn
+
+from snn_ext._format import format_param
+from snn_ext.core.checks import check_leak, check_threshold
+from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
+from snn_ext.core.surrogate import Triangle
+
+__all__ = ["DietLIFNode"]
+
+_Tensors = tuple[torch.Tensor, ...]
+
+
+class DietLIFNode(BaseNode):
+    """DIET-SNN leaky integrate-and-fire neuron as a SpikingJelly ``BaseNode``.
+
+    Dynamics (see :mod:`snn_ext.core.neuron`): ``v = leak * v + x``; spike where
+    ``v / v_threshold - 1 > 0``; soft reset ``v -= v_threshold * spike``. ``leak`` and
+    ``v_threshold`` are ``nn.Parameter`` s, one per layer or one per channel (1-d ``[C]``, matched to
+    the channel dimension of ``[N, C, ...]``). Freeze them with ``requires_grad_(False)``. Keep the
+    leak <= 1 by calling :meth:`clamp_leak_` (or :func:`snn_ext.core.clamp_leak_` on the net) after
+    each optimizer step.
+
+    Args:
+        leak: in ``[0, 1]``; 1.0 (DIET-SNN's initial value) means no leak.
+        v_threshold: firing threshold > 0.
+        surrogate_function: applied to the normalized potential ``z = v / v_threshold - 1``;
+            default DIET's triangle ``0.3 * max(0, 1 - |z|)``. SpikingJelly surrogates
+            (``surrogate.ATan()``, ...) also work.
+        step_mode: ``'s'`` (input ``[N, ...]``) or ``'m'`` (input ``[T, N, ...]``).
+        store_v_seq: keep the potential of every step in ``self.v_seq`` (``[T, N, ...]``).
+
+    Works with ``functional.reset_net``, ``set_step_mode``, ``detach_net``, ``layer.*`` in
+    multi-step mode, and ``torch.save`` of a whole network.
+    """
+
+    def __init__(
+        self,
+        leak: float | torch.Tensor = 1.0,
+        v_threshold: float | torch.Tensor = 1.0,
+        surrogate_function: SpikeFn | None = None,
+        step_mode: str = "s",
+        store_v_seq: bool = False,
+    ) -> None:
+        leak_t = check_leak(leak, "leak")
+        threshold_t = check_threshold(v_threshold, "v_threshold")
+        # BaseNode asserts a float threshold; it is replaced by a Parameter right after.
+        super().__init__(
+            v_threshold=1.0,
+            v_reset=None,
+            surrogate_function=Triangle(gamma=0.3) if surrogate_function is None else surrogate_function,
+            detach_reset=True,
+            step_mode=step_mode,
+            store_v_seq=store_v_seq,
+        )
+        self.v_threshold = nn.Parameter(threshold_t)
+        self.leak = nn.Parameter(leak_t)
+
+    def single_step_functional_forward(
+        self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
+    ) -> tuple[_Tensors, _Tensors]:
+        """One step: ``inputs = (x,)`` with ``x`` ``[N, ...]``, ``states = (v,)``; returns ``((spike,), (v,))``."""
+        spike, v = diet_lif_step(inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function)
+        return (spike,), (v,)
+
+    def multi_step_functional_forward(
+        self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
+    ) -> tuple[_Tensors, _Tensors]:
+        """A sequence: ``inputs = (x_seq,)`` with ``x_seq`` ``[T, N, ...]``; returns ``((spike_seq,), (v_T,))``."""
+        spike_seq, v_seq = diet_lif_multistep(
+            inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function
+        )
+        return (spike_seq,), (v_seq[-1],)
+
+    def clamp_leak_(self, max_leak: float = 1.0) -> None:
+        """Clamp ``leak`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""
+        clamp_leak_(self.leak, max_leak)
+
+    def extra_repr(self) -> str:
+        return (
+            f"leak={format_param(self.leak)}, v_threshold={format_param(self.v_threshold)}, "
+            f"step_mode={self.step_mode}"
+        )
