@@ -1,11 +1,12 @@
 """Framework-neutral numerical core (pure torch). Both framework faces compute through it."""
 
 from snn_ext.core.checks import channel_view, check_current, check_leak, check_sequence, check_threshold
-from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
+from snn_ext.core.neuron import SequenceOutput, SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
 from snn_ext.core.surrogate import Box, Surrogate, Triangle, heaviside
 
 __all__ = [
     "Box",
+    "SequenceOutput",
     "SpikeFn",
     "Surrogate",
     "Triangle",

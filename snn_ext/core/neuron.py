@@ -22,6 +22,7 @@ optimizer step instead of clamping in forward.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -29,12 +30,24 @@ from torch import nn
 from snn_ext.core.checks import channel_view, check_current, check_leak, check_sequence, check_threshold
 from snn_ext.core.surrogate import Triangle, heaviside
 
-__all__ = ["SpikeFn", "clamp_leak_", "diet_lif_multistep", "diet_lif_step"]
+__all__ = ["SequenceOutput", "SpikeFn", "clamp_leak_", "diet_lif_multistep", "diet_lif_step"]
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps the normalized potential ``z`` to spikes (Heaviside forward, surrogate backward)."""
 
 _DIET_TRIANGLE = Triangle(gamma=0.3)
+
+
+class SequenceOutput(NamedTuple):
+    """Result of a multi-step neuron call."""
+
+    spikes: torch.Tensor
+    """``[T, B, ...]`` spikes in ``{0, 1}``."""
+    potentials: torch.Tensor
+    """``[T, B, ...]`` membrane potential after each step's reset."""
+    final: torch.Tensor
+    """``[B, ...]`` potential after the last step, to carry into the next call (a tensor of its own,
+    not a view of ``potentials``, so frameworks may ``detach_()`` it in place)."""
 
 
 def _prepare(
@@ -96,7 +109,7 @@ def diet_lif_multistep(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     spike_fn: SpikeFn | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> SequenceOutput:
     """Run DIET LIF neurons over a whole sequence; equal to a loop of :func:`diet_lif_step`.
 
     Args:
@@ -105,8 +118,7 @@ def diet_lif_multistep(
         leak, threshold, spike_fn: as in :func:`diet_lif_step`.
 
     Returns:
-        ``(spike_seq, u_seq)``, both ``[T, B, ...]``: spikes and the potential after each step's
-        reset; ``u_seq[-1]`` is the state to carry into the next call.
+        :class:`SequenceOutput` ``(spikes, potentials, final)``.
     """
     check_sequence(x_seq, "x_seq")
     u, leak_b, thr_b = _prepare(x_seq[0], u, leak, threshold)
@@ -116,7 +128,7 @@ def diet_lif_multistep(
         spike, u = _step(x, u, leak_b, thr_b, spike_fn)
         spikes.append(spike)
         potentials.append(u)
-    return torch.stack(spikes), torch.stack(potentials)
+    return SequenceOutput(torch.stack(spikes), torch.stack(potentials), u)
 
 
 def clamp_leak_(target: torch.Tensor | nn.Module, max_leak: float = 1.0) -> None:

@@ -100,9 +100,9 @@ class DietLeaky(snntorch.Leaky):
             ``init_hidden=True`` and ``output=False``. The stored state becomes ``mem_seq[-1]``.
         """
         start = self._initial_mem(mem, input_seq.shape[1:])
-        spk_seq, mem_seq = diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
-        self.mem = mem_seq[-1]
-        return self._outputs(spk_seq, mem_seq)
+        out = diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
+        self.mem = out.final
+        return self._outputs(out.spikes, out.potentials)
 
     def clamp_leak_(self, max_leak: float = 1.0) -> None:
         """Clamp ``beta`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""

@@ -72,10 +72,8 @@ class DietLIFNode(BaseNode):
         self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
     ) -> tuple[_Tensors, _Tensors]:
         """A sequence: ``inputs = (x_seq,)`` with ``x_seq`` ``[T, N, ...]``; returns ``((spike_seq,), (v_T,))``."""
-        spike_seq, v_seq = diet_lif_multistep(
-            inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function
-        )
-        return (spike_seq,), (v_seq[-1],)
+        out = diet_lif_multistep(inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function)
+        return (out.spikes,), (out.final,)
 
     def clamp_leak_(self, max_leak: float = 1.0) -> None:
         """Clamp ``leak`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""
