@@ -152,6 +152,7 @@ class Plugins:
 
     def __init__(self, autoload: bool = True) -> None:
         self._pending = autoload
+        self._load_error: RuntimeError | None = None
         self.neuron = Registry("neuron", self._load_entry_points)
         self.encoder = Registry("encoder", self._load_entry_points)
         self.converter = Registry("converter", self._load_entry_points)
@@ -162,9 +163,11 @@ class Plugins:
         return getattr(self, kind)
 
     def _load_entry_points(self) -> None:
+        if self._load_error is not None:  # a broken plugin keeps failing every lookup, not just the first
+            raise self._load_error
         if not self._pending:
             return
-        self._pending = False
+        self._pending = False  # before loading, so a plugin may itself look plugins up
         if os.environ.get(_DISABLE_ENV):
             return
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -172,10 +175,12 @@ class Plugins:
             try:
                 ep.load()(self)
             except Exception as err:
-                raise RuntimeError(
+                self._load_error = RuntimeError(
                     f"snn-ext plugin entry point {ep.name!r} ({ep.value}) from {dist} failed: {err}. "
                     f"Set {_DISABLE_ENV}=1 to start without third-party plugins."
-                ) from err
+                )
+                self._load_error.__cause__ = err
+                raise self._load_error from err
 
     def list(self, kind: str | None = None) -> dict[str, list[str]] | list[str]:
         """Plugin names of ``kind``, or a ``{kind: names}`` dict of all kinds when ``kind`` is None."""

@@ -38,7 +38,8 @@ def test_multistep_equals_step_loop_and_continues_from_state():
         s, u = diet_lif_step(x, u, leak, thr)
         assert torch.equal(s, spikes[t])
         assert torch.equal(u, u_seq[t])
-    assert torch.equal(final, u) and final._base is None  # the carried state is not a view
+    assert torch.equal(final, u)
+    assert final._base is None
 
 
 def test_threshold_gradient_by_hand():
@@ -108,10 +109,13 @@ def test_gradients_reach_leak_threshold_and_weights_in_conv_net():
     x_seq = x.expand(5, *x.shape)
     s1, _, _ = diet_lif_multistep(conv1(x).expand(5, 3, 4, 8, 8), None, leak1, thr1)
     s2, _, _ = diet_lif_multistep(conv2(s1.flatten(0, 1)).unflatten(0, (5, 3)), None, leak2, thr2)
-    assert x_seq.shape[0] == 5 and s1.sum() > 0 and s2.sum() > 0
+    assert x_seq.shape[0] == 5
+    assert s1.sum() > 0
+    assert s2.sum() > 0
     s2.sum().backward()
     for p in (leak1, thr1, leak2, thr2, conv1.weight, conv2.weight):
-        assert p.grad is not None and p.grad.abs().sum() > 0
+        assert p.grad is not None
+        assert p.grad.abs().sum() > 0
 
 
 def test_clamp_leak_tensor_has_no_lower_bound():

@@ -17,7 +17,8 @@ def test_is_an_snntorch_leaky_with_trainable_leak_and_threshold():
     assert isinstance(lif, snn.Leaky)
     names = dict(lif.named_parameters())
     assert set(names) == {"beta", "threshold"}
-    assert isinstance(lif.spike_grad, Triangle) and lif.spike_grad.gamma == 0.3
+    assert isinstance(lif.spike_grad, Triangle)
+    assert lif.spike_grad.gamma == 0.3
     frozen = DietLeaky(beta=0.9, learn_beta=False, learn_threshold=False)
     assert not list(frozen.parameters())
 
@@ -41,11 +42,13 @@ def test_single_step_loop_equals_forward_sequence_and_core():
     lif = DietLeaky(beta=torch.full((3,), 0.8), threshold=torch.tensor([0.3, 0.5, 0.7]))
     spk_seq, mem_seq = lif.forward_sequence(x_seq)
     ref_spk, ref_mem, _ = diet_lif_multistep(x_seq, None, lif.beta, lif.threshold)
-    assert torch.equal(spk_seq, ref_spk) and torch.equal(mem_seq, ref_mem)
+    assert torch.equal(spk_seq, ref_spk)
+    assert torch.equal(mem_seq, ref_mem)
     mem = None
     for t in range(5):
         spk, mem = lif(x_seq[t], mem if mem is not None else torch.zeros_like(x_seq[0]))
-        assert torch.equal(spk, spk_seq[t]) and torch.equal(mem, mem_seq[t])
+        assert torch.equal(spk, spk_seq[t])
+        assert torch.equal(mem, mem_seq[t])
 
 
 def test_init_hidden_inside_sequential_and_output():
@@ -68,7 +71,8 @@ def test_init_hidden_inside_sequential_and_output():
     for t in range(5):
         s1, m1 = lif1(net[0](x[t]), m1)
         s2, m2 = lif2(net[2](s1), m2)
-        assert torch.equal(s2, outs[t][0]) and torch.equal(m2, outs[t][1])
+        assert torch.equal(s2, outs[t][0])
+        assert torch.equal(m2, outs[t][1])
     with pytest.raises(TypeError, match="init_hidden"):
         net[1](torch.rand(3, 6), torch.zeros(3, 6))
 
@@ -106,9 +110,11 @@ def test_reset_is_local_and_reaches_nested_snntorch_neurons():
         net.inner(x)
         net.lif(x)
     reset(net_a)
-    assert net_a.lif.mem.abs().sum() == 0 and net_a.inner[1].mem.abs().sum() == 0
+    assert net_a.lif.mem.abs().sum() == 0
+    assert net_a.inner[1].mem.abs().sum() == 0
     assert net_a.inner[1].syn.abs().sum() == 0
-    assert net_b.lif.mem.abs().sum() > 0 and net_b.inner[1].mem.abs().sum() > 0  # untouched
+    assert net_b.lif.mem.abs().sum() > 0
+    assert net_b.inner[1].mem.abs().sum() > 0
 
 
 def test_two_networks_never_share_state():
@@ -148,7 +154,8 @@ def test_clamp_leak_on_a_network():
     with torch.no_grad():
         net[2].beta.fill_(1.4)
     clamp_leak_(net)
-    assert net[1].beta.item() == 0.5 and net[2].beta.item() == 1.0
+    assert net[1].beta.item() == 0.5
+    assert net[2].beta.item() == 1.0
 
 
 def test_leak_and_threshold_get_gradients_in_conv_net():
@@ -160,4 +167,5 @@ def test_leak_and_threshold_get_gradients_in_conv_net():
     x = torch.rand(5, 2, 1, 6, 6)
     spk, _ = lif.forward_sequence(conv(x.flatten(0, 1)).unflatten(0, (5, 2)))
     spk.sum().backward()
-    assert lif.beta.grad.abs().min() > 0 and lif.threshold.grad.abs().min() > 0
+    assert lif.beta.grad.abs().min() > 0
+    assert lif.threshold.grad.abs().min() > 0

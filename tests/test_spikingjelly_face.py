@@ -16,7 +16,8 @@ def test_is_a_basenode_with_parameters():
     assert isinstance(node, neuron.BaseNode)
     assert {n for n, _ in node.named_parameters()} == {"leak", "v_threshold"}
     assert isinstance(node.surrogate_function, Triangle)
-    assert "leak=0.9" in repr(node) and "v_threshold=0.5" in repr(node)
+    assert "leak=0.9" in repr(node)
+    assert "v_threshold=0.5" in repr(node)
 
 
 def test_hand_computed_steps():
@@ -34,7 +35,8 @@ def test_single_step_loop_equals_multi_step_and_core():
     node.store_v_seq = True
     spk_m = node(x_seq)
     ref_spk, ref_v, _ = diet_lif_multistep(x_seq, None, node.leak, node.v_threshold)
-    assert torch.equal(spk_m, ref_spk) and torch.equal(node.v_seq, ref_v)
+    assert torch.equal(spk_m, ref_spk)
+    assert torch.equal(node.v_seq, ref_v)
     functional.reset_net(node)
     functional.set_step_mode(node, "s")
     assert node.step_mode == "s"
@@ -59,7 +61,8 @@ def test_reset_net_and_independent_networks():
     net_b(x)
     functional.reset_net(net_a)
     assert net_a[1].v == 0.0
-    assert isinstance(net_b[1].v, torch.Tensor) and net_b[1].v.abs().sum() > 0
+    assert isinstance(net_b[1].v, torch.Tensor)
+    assert net_b[1].v.abs().sum() > 0
 
 
 def test_multi_step_layers_and_detach_net():
@@ -93,7 +96,8 @@ def test_accepts_spikingjelly_surrogates():
     s_atan = atan(x)
     assert torch.equal(ours(x), s_atan)
     s_atan.sum().backward()
-    assert atan.v_threshold.grad.abs() > 0 and atan.leak.grad.abs() > 0
+    assert atan.v_threshold.grad.abs() > 0
+    assert atan.leak.grad.abs() > 0
 
 
 def test_clamp_leak():
@@ -101,4 +105,5 @@ def test_clamp_leak():
     with torch.no_grad():
         net[1].leak.fill_(1.2)
     clamp_leak_(net)
-    assert net[0].leak.item() == 0.5 and net[1].leak.item() == 1.0
+    assert net[0].leak.item() == 0.5
+    assert net[1].leak.item() == 1.0

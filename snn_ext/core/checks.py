@@ -44,7 +44,9 @@ def check_sequence(x_seq: torch.Tensor, name: str) -> None:
     """
     check_current(x_seq, name)
     if x_seq.dim() < 2:
-        raise ValueError(f"{name} must be a sequence [T, B, ...] with at least 2 dimensions, got shape {tuple(x_seq.shape)}")
+        raise ValueError(
+            f"{name} must be a sequence [T, B, ...] with at least 2 dimensions, got shape {tuple(x_seq.shape)}"
+        )
     if x_seq.shape[0] == 0:
         raise ValueError(f"{name} has an empty time dimension (T=0); pass at least one time step")
 

@@ -81,6 +81,5 @@ class DietLIFNode(BaseNode):
 
     def extra_repr(self) -> str:
         return (
-            f"leak={format_param(self.leak)}, v_threshold={format_param(self.v_threshold)}, "
-            f"step_mode={self.step_mode}"
+            f"leak={format_param(self.leak)}, v_threshold={format_param(self.v_threshold)}, step_mode={self.step_mode}"
         )
