@@ -7,7 +7,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from snn_ext._format import format_param
-from snn_ext.core.checks import check_leak, check_threshold
+from snn_ext.core.checks import check_leak, check_sequence, check_threshold
 from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
 from snn_ext.core.surrogate import Triangle
 
@@ -60,6 +60,12 @@ class DietLIFNode(BaseNode):
         )
         self.v_threshold = nn.Parameter(threshold_t)
         self.leak = nn.Parameter(leak_t)
+
+    def materialize_states(self, inputs: _Tensors, states: tuple[object, ...], step_mode: str) -> tuple[object, ...]:
+        """SpikingJelly builds the zero state from ``x_seq[0]``: report an empty sequence first."""
+        if step_mode == "m" and isinstance(inputs[0], torch.Tensor) and inputs[0].shape[:1] == (0,):
+            check_sequence(inputs[0], "x_seq")  # raises the core's "empty time dimension" error
+        return super().materialize_states(inputs, states, step_mode)
 
     def single_step_functional_forward(
         self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
