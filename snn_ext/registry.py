@@ -193,6 +193,16 @@ def _builtin_plugins() -> Plugins:
     plugins = Plugins()
     plugins.neuron.register("diet_lif", framework="snntorch", target="snn_ext.snntorch:DietLeaky")
     plugins.neuron.register("diet_lif", framework="spikingjelly", target="snn_ext.spikingjelly:DietLIFNode")
+    plugins.neuron.register("single_spike_lif", framework="snntorch", target="snn_ext.snntorch:SingleSpikeLeaky")
+    plugins.neuron.register(
+        "single_spike_lif", framework="spikingjelly", target="snn_ext.spikingjelly:SingleSpikeLIFNode"
+    )
+    for name in ("direct", "hybrid"):
+        plugins.encoder.register(name, framework="core", target=f"snn_ext.core.encoding:{name}")
+        plugins.encoder.register(name, framework="snntorch", target=f"snn_ext.snntorch.spikegen:{name}")
+        plugins.encoder.register(
+            name, framework="spikingjelly", target=f"snn_ext.spikingjelly:{name.capitalize()}Encoder"
+        )
     return plugins
 
 

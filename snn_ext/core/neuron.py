@@ -11,6 +11,12 @@ Dynamics of one layer (Rathi & Roy 2020, as in the official DIET-SNN code), per 
 still receives gradient through ``z`` and through the reset term. Units: ``x``, ``u`` and
 ``threshold`` are in the same (arbitrary) potential unit; ``leak`` is dimensionless.
 
+Fire-once (single-spike) variant, Datta, Kundu & Beerel (2021): the same dynamics, but a neuron that
+has fired is silent for the rest of the sequence (its output and its reset are masked), so every
+neuron fires at most once per sample. Its default surrogate is the spike-time-dependent
+:class:`~snn_ext.core.surrogate.STDB`, which reads the layer's spike times from the state's
+:class:`~snn_ext.core.surrogate.SpikeTimeRecord`.
+
 How snnTorch's own ``Leaky`` differs: with its default ``reset_delay=True`` it subtracts the
 *previous* step's spike after the decay (``u[t] = beta*u[t-1] + x[t] - thr*s[t-1]``), so the reset
 lands one step later, its surrogate sees ``u - thr`` rather than ``u / thr - 1``, and beta is
@@ -28,9 +34,19 @@ import torch
 from torch import nn
 
 from snn_ext.core.checks import channel_view, check_current, check_leak, check_sequence, check_threshold
-from snn_ext.core.surrogate import Triangle, heaviside
+from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
 
-__all__ = ["SequenceOutput", "SpikeFn", "clamp_leak_", "diet_lif_multistep", "diet_lif_step"]
+__all__ = [
+    "SequenceOutput",
+    "SingleSpikeSequence",
+    "SingleSpikeState",
+    "SpikeFn",
+    "clamp_leak_",
+    "diet_lif_multistep",
+    "diet_lif_step",
+    "single_spike_lif_multistep",
+    "single_spike_lif_step",
+]
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps the normalized potential ``z`` to spikes (Heaviside forward, surrogate backward)."""
@@ -129,6 +145,101 @@ def diet_lif_multistep(
         spikes.append(spike)
         potentials.append(u)
     return SequenceOutput(torch.stack(spikes), torch.stack(potentials), u)
+
+
+class SingleSpikeState(NamedTuple):
+    """State of a fire-once layer between steps."""
+
+    u: torch.Tensor
+    """``[B, ...]`` membrane potential."""
+    record: SpikeTimeRecord
+    """Spike times so far (``inf`` = not fired yet); shared by all steps of one sequence."""
+    step: int
+    """Index of the next step (0 at the start of a sequence)."""
+
+
+class SingleSpikeSequence(NamedTuple):
+    """Result of a multi-step fire-once call."""
+
+    spikes: torch.Tensor
+    """``[T, B, ...]`` spikes; at most one 1 per neuron along ``T``."""
+    potentials: torch.Tensor
+    """``[T, B, ...]`` membrane potential after each step."""
+    state: SingleSpikeState
+    """State after the last step, to carry into the next call."""
+
+
+SingleSpikeSurrogate = STDB | SpikeFn
+
+
+def _start_single_spike(x: torch.Tensor, state: SingleSpikeState | None, leak, threshold):
+    u, leak_b, thr_b = _prepare(x, None if state is None else state.u, leak, threshold)
+    if state is None:
+        state = SingleSpikeState(u, SpikeTimeRecord(x), 0)
+    return state, leak_b, thr_b
+
+
+def _single_spike_step(
+    x: torch.Tensor, state: SingleSpikeState, leak: torch.Tensor, threshold: torch.Tensor, surrogate
+) -> tuple[torch.Tensor, SingleSpikeState]:
+    t, record = state.step, state.record
+    u = leak * state.u + x
+    z = u / threshold - 1.0
+    may_fire = torch.isinf(record.times).to(u.dtype)
+    spike = (surrogate(z, t, record) if isinstance(surrogate, STDB) else surrogate(z)) * may_fire
+    fired_now = heaviside(z) * may_fire
+    record.times = torch.where(fired_now > 0, float(t), record.times)
+    record.steps = t + 1
+    return spike, SingleSpikeState(u - threshold * fired_now, record, t + 1)
+
+
+def single_spike_lif_step(
+    x: torch.Tensor,
+    state: SingleSpikeState | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    surrogate: SingleSpikeSurrogate | None = None,
+) -> tuple[torch.Tensor, SingleSpikeState]:
+    """One step of fire-once DIET LIF neurons.
+
+    Args:
+        x: input current ``[B, C, ...]`` or ``[B, F]``.
+        state: the previous step's state; ``None`` starts a new sequence (``u = 0``, nobody fired).
+        leak, threshold: as in :func:`diet_lif_step`.
+        surrogate: :class:`~snn_ext.core.surrogate.STDB` (default ``STDB(0.3, 0.01)``) or any
+            ``spike_fn(z)`` such as :class:`~snn_ext.core.surrogate.Triangle`.
+
+    Returns:
+        ``(spike, state)``: spikes shaped like ``x`` (0 for neurons that fired earlier) and the new state.
+        The step also writes this step's spikes into ``state.record`` (the record is a tape read by the
+        STDB backward pass, so do not reuse one state for two different continuations).
+    """
+    check_current(x, "x")
+    state, leak_b, thr_b = _start_single_spike(x, state, leak, threshold)
+    return _single_spike_step(x, state, leak_b, thr_b, surrogate or STDB())
+
+
+def single_spike_lif_multistep(
+    x_seq: torch.Tensor,
+    state: SingleSpikeState | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    surrogate: SingleSpikeSurrogate | None = None,
+) -> SingleSpikeSequence:
+    """Fire-once DIET LIF over a sequence ``[T, B, ...]``; equal to a loop of :func:`single_spike_lif_step`.
+
+    Returns:
+        :class:`SingleSpikeSequence` ``(spikes, potentials, state)``.
+    """
+    check_sequence(x_seq, "x_seq")
+    state, leak_b, thr_b = _start_single_spike(x_seq[0], state, leak, threshold)
+    surrogate = surrogate or STDB()
+    spikes, potentials = [], []
+    for x in x_seq:
+        spike, state = _single_spike_step(x, state, leak_b, thr_b, surrogate)
+        spikes.append(spike)
+        potentials.append(state.u)
+    return SingleSpikeSequence(torch.stack(spikes), torch.stack(potentials), state)
 
 
 def clamp_leak_(target: torch.Tensor | nn.Module, max_leak: float = 1.0) -> None:

@@ -6,7 +6,9 @@ pseudo-derivative. ``primitive(z)`` is a smooth function whose true derivative e
 pseudo-derivative; the tests use it to check each backward pass with ``torch.autograd.gradcheck``.
 
 DIET-SNN (Rathi & Roy, 2020) uses :class:`Triangle` with ``gamma = 0.3`` on the normalized
-potential; the ultra-low-latency SNN of Datta & Beerel (2022) uses :class:`Box`.
+potential; the ultra-low-latency SNN of Datta & Beerel (2022) uses :class:`Box`. The single-spike
+neurons of Datta, Kundu & Beerel (2021) use the spike-time-dependent :class:`STDB`, which also needs
+the step index and the layer's :class:`SpikeTimeRecord`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Box", "Surrogate", "Triangle", "heaviside"]
+__all__ = ["STDB", "Box", "SpikeTimeRecord", "Surrogate", "Triangle", "heaviside"]
 
 
 def heaviside(z: torch.Tensor) -> torch.Tensor:
@@ -105,3 +107,72 @@ class Box(Surrogate):
 
     def extra_repr(self) -> str:
         return f"width={self.width}, height={self.height}"
+
+
+class SpikeTimeRecord:
+    """Spike times of one layer during the current sequence; :class:`STDB`'s backward pass reads it.
+
+    The neuron step writes it as the sequence runs; backward runs after the whole sequence, so it
+    sees every neuron's final spike time. One record per layer and per sequence (a reset starts a
+    new one).
+
+    Attributes:
+        times: ``[B, ...]`` float step index of each neuron's spike, ``inf`` where it has not fired.
+        steps: number of steps run so far (``T`` once the sequence is over).
+    """
+
+    __slots__ = ("steps", "times")
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.times = torch.full_like(like, float("inf"))
+        self.steps = 0
+
+
+class _STDBSpike(torch.autograd.Function):
+    """Heaviside forward, ``alpha * exp(-beta * |t - t_spike|)`` backward (independent of z)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, t: int, record: SpikeTimeRecord, stdb: STDB) -> torch.Tensor:
+        ctx.t, ctx.record, ctx.stdb = t, record, stdb
+        return heaviside(z)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return grad_output * ctx.stdb.derivative(ctx.t, ctx.record).to(grad_output.dtype), None, None, None
+
+
+class STDB(nn.Module):
+    """Spike-time-dependent surrogate: ``d spike / d u = alpha * exp(-beta * |t - t_spike|)``.
+
+    ``t`` is the current step (0 = the first step) and ``t_spike`` the neuron's spike time in the
+    current sequence, read from the layer's :class:`SpikeTimeRecord` after the sequence has run (so
+    steps before the spike get gradient too). A neuron that never fired is given ``t_spike = T``, as if
+    it fired right after the window: its gradient grows towards the end of the sequence. This follows
+    the STDB of Rathi et al. (ICLR 2020) as recalled for the single-spike hybrid paper (Datta, Kundu &
+    Beerel 2021; the paper's exact variant is not public). Defaults are the DIET-SNN code's.
+
+    Args:
+        alpha: gradient at the spike time, > 0 (0.3).
+        beta: decay per step of distance from the spike, > 0 (0.01).
+    """
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = _positive(alpha, "alpha")
+        self.beta = _positive(beta, "beta")
+
+    def derivative(self, t: int, record: SpikeTimeRecord) -> torch.Tensor:
+        """``[B, ...]`` pseudo-derivative at step ``t`` given the layer's spike times."""
+        t_spike = torch.where(torch.isinf(record.times), float(record.steps), record.times)
+        return self.alpha * torch.exp(-self.beta * (t - t_spike).abs())
+
+    def primitive(self, z: torch.Tensor, t: int, record: SpikeTimeRecord) -> torch.Tensor:
+        """``derivative * z``: the pseudo-derivative does not depend on ``z``."""
+        return self.derivative(t, record) * z
+
+    def forward(self, z: torch.Tensor, t: int, record: SpikeTimeRecord) -> torch.Tensor:
+        """Spikes ``1[z > 0]`` of step ``t``, shape of ``z``."""
+        return _STDBSpike.apply(z, t, record, self)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}"

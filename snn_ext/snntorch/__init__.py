@@ -7,7 +7,8 @@ from snn_ext._optional import require
 
 require("snntorch", "snntorch")
 
-from snn_ext.snntorch.neurons import DietLeaky  # noqa: E402
+from snn_ext.snntorch import spikegen  # noqa: E402
+from snn_ext.snntorch.neurons import DietLeaky, SingleSpikeLeaky  # noqa: E402
 from snn_ext.snntorch.utils import reset  # noqa: E402
 
-__all__ = ["DietLeaky", "reset"]
+__all__ = ["DietLeaky", "SingleSpikeLeaky", "reset", "spikegen"]

@@ -7,10 +7,19 @@ import torch
 
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_threshold
-from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
-from snn_ext.core.surrogate import Triangle
+from snn_ext.core.neuron import (
+    SingleSpikeState,
+    SingleSpikeSurrogate,
+    SpikeFn,
+    clamp_leak_,
+    diet_lif_multistep,
+    diet_lif_step,
+    single_spike_lif_multistep,
+    single_spike_lif_step,
+)
+from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
 
-__all__ = ["DietLeaky"]
+__all__ = ["DietLeaky", "SingleSpikeLeaky"]
 
 _Outputs = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -53,12 +62,16 @@ class DietLeaky(snntorch.Leaky):
         super().__init__(
             beta=check_leak(beta, "beta"),
             threshold=check_threshold(threshold, "threshold"),
-            spike_grad=Triangle(gamma=0.3) if spike_grad is None else spike_grad,
+            spike_grad=self._default_spike_grad() if spike_grad is None else spike_grad,
             init_hidden=init_hidden,
             learn_beta=learn_beta,
             learn_threshold=learn_threshold,
             output=output,
         )
+
+    @staticmethod
+    def _default_spike_grad() -> SpikeFn:
+        return Triangle(gamma=0.3)
 
     def _initial_mem(self, mem: torch.Tensor | None, step_shape: torch.Size) -> torch.Tensor | None:
         if self.init_hidden and mem is not None:
@@ -113,3 +126,45 @@ class DietLeaky(snntorch.Leaky):
             f"beta={format_param(self.beta)}, threshold={format_param(self.threshold)}, "
             f"init_hidden={self.init_hidden}, output={self.output}"
         )
+
+
+class SingleSpikeLeaky(DietLeaky):
+    """Fire-once DIET LIF neuron for snnTorch (single-spike hybrid encoding, Datta et al. 2021).
+
+    The dynamics of :class:`DietLeaky`, except that a neuron that has fired stays silent until the state
+    is reset (``snn_ext.snntorch.reset``, ``snntorch.utils.reset``, ``reset_mem()`` or passing a new
+    ``mem``), so it fires at most once per sequence. The default ``spike_grad`` is
+    :class:`~snn_ext.core.surrogate.STDB` (``alpha * exp(-beta * |t - t_spike|)``); any snnTorch
+    surrogate also works (it then sees the normalized potential).
+
+    Same arguments, shapes and return values as :class:`DietLeaky`.
+    """
+
+    _sequence: SingleSpikeState | None = None
+
+    @staticmethod
+    def _default_spike_grad() -> SingleSpikeSurrogate:
+        return STDB()
+
+    def _state(self, start: torch.Tensor | None) -> SingleSpikeState | None:
+        """Continue the running sequence when ``start`` is its potential; else begin a new one."""
+        if start is None:
+            return None
+        if self._sequence is not None and start is self._sequence.u:
+            return self._sequence
+        return SingleSpikeState(start, SpikeTimeRecord(start), 0)
+
+    def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
+        """One step ``[B, ...]``; see :meth:`DietLeaky.forward`."""
+        state = self._state(self._initial_mem(mem, input_.shape))
+        spk, self._sequence = single_spike_lif_step(input_, state, self.beta, self.threshold, self.spike_grad)
+        self.mem = self._sequence.u
+        return self._outputs(spk, self.mem)
+
+    def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
+        """A whole sequence ``[T, B, ...]``; see :meth:`DietLeaky.forward_sequence`."""
+        state = self._state(self._initial_mem(mem, input_seq.shape[1:]))
+        out = single_spike_lif_multistep(input_seq, state, self.beta, self.threshold, self.spike_grad)
+        self._sequence = out.state
+        self.mem = out.state.u
+        return self._outputs(out.spikes, out.potentials)

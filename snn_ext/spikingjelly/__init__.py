@@ -7,6 +7,7 @@ from snn_ext._optional import require
 
 require("spikingjelly.activation_based", "spikingjelly")
 
-from snn_ext.spikingjelly.neurons import DietLIFNode  # noqa: E402
+from snn_ext.spikingjelly.encoding import DirectEncoder, HybridEncoder  # noqa: E402
+from snn_ext.spikingjelly.neurons import DietLIFNode, SingleSpikeLIFNode  # noqa: E402
 
-__all__ = ["DietLIFNode"]
+__all__ = ["DietLIFNode", "DirectEncoder", "HybridEncoder", "SingleSpikeLIFNode"]

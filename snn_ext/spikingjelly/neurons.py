@@ -8,10 +8,19 @@ from torch import nn
 
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_sequence, check_threshold
-from snn_ext.core.neuron import SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
-from snn_ext.core.surrogate import Triangle
+from snn_ext.core.neuron import (
+    SingleSpikeState,
+    SingleSpikeSurrogate,
+    SpikeFn,
+    clamp_leak_,
+    diet_lif_multistep,
+    diet_lif_step,
+    single_spike_lif_multistep,
+    single_spike_lif_step,
+)
+from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
 
-__all__ = ["DietLIFNode"]
+__all__ = ["DietLIFNode", "SingleSpikeLIFNode"]
 
 _Tensors = tuple[torch.Tensor, ...]
 
@@ -53,13 +62,17 @@ class DietLIFNode(BaseNode):
         super().__init__(
             v_threshold=1.0,
             v_reset=None,
-            surrogate_function=Triangle(gamma=0.3) if surrogate_function is None else surrogate_function,
+            surrogate_function=self._default_surrogate() if surrogate_function is None else surrogate_function,
             detach_reset=True,
             step_mode=step_mode,
             store_v_seq=store_v_seq,
         )
         self.v_threshold = nn.Parameter(threshold_t)
         self.leak = nn.Parameter(leak_t)
+
+    @staticmethod
+    def _default_surrogate() -> SpikeFn:
+        return Triangle(gamma=0.3)
 
     def materialize_states(self, inputs: _Tensors, states: tuple[object, ...], step_mode: str) -> tuple[object, ...]:
         """SpikingJelly builds the zero state from ``x_seq[0]``: report an empty sequence first."""
@@ -89,3 +102,56 @@ class DietLIFNode(BaseNode):
         return (
             f"leak={format_param(self.leak)}, v_threshold={format_param(self.v_threshold)}, step_mode={self.step_mode}"
         )
+
+
+class SingleSpikeLIFNode(DietLIFNode):
+    """Fire-once DIET LIF neuron for SpikingJelly (single-spike hybrid encoding, Datta et al. 2021).
+
+    The dynamics of :class:`DietLIFNode`, except that a neuron that has fired stays silent until
+    ``reset()`` (``functional.reset_net``), so it fires at most once per sequence. The default
+    surrogate is :class:`~snn_ext.core.surrogate.STDB`. Besides ``v``, the memories are ``record``
+    (the layer's spike times, read by STDB's backward pass) and ``step`` (the next step's index).
+
+    Same arguments and shapes as :class:`DietLIFNode`.
+    """
+
+    def __init__(
+        self,
+        leak: float | torch.Tensor = 1.0,
+        v_threshold: float | torch.Tensor = 1.0,
+        surrogate_function: SingleSpikeSurrogate | None = None,
+        step_mode: str = "s",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(leak, v_threshold, surrogate_function, step_mode, store_v_seq)
+        self.register_memory("record", None)
+        self.register_memory("step", 0)
+
+    @staticmethod
+    def _default_surrogate() -> SingleSpikeSurrogate:
+        return STDB()
+
+    def materialize_states(self, inputs: _Tensors, states: tuple[object, ...], step_mode: str) -> tuple[object, ...]:
+        """Start a new spike-time record with the sequence (or when the input shape changes)."""
+        v, record, step = super().materialize_states(inputs, states, step_mode)
+        if record is None or record.times.shape != v.shape:
+            record, step = SpikeTimeRecord(v), 0
+        return v, record, step
+
+    def single_step_functional_forward(
+        self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
+    ) -> tuple[_Tensors, tuple[object, ...]]:
+        """One step: ``states = (v, record, step)``; returns ``((spike,), (v, record, step))``."""
+        spike, state = single_spike_lif_step(
+            inputs[0], SingleSpikeState(*states), self.leak, self.v_threshold, self.surrogate_function
+        )
+        return (spike,), tuple(state)
+
+    def multi_step_functional_forward(
+        self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
+    ) -> tuple[_Tensors, tuple[object, ...]]:
+        """A sequence ``[T, N, ...]``; returns ``((spike_seq,), (v, record, step))``."""
+        out = single_spike_lif_multistep(
+            inputs[0], SingleSpikeState(*states), self.leak, self.v_threshold, self.surrogate_function
+        )
+        return (out.spikes,), tuple(out.state)
