@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_current", "check_leak", "check_sequence", "check_threshold", "channel_view"]
+__all__ = [
+    "channel_view",
+    "check_current",
+    "check_leak",
+    "check_num_steps",
+    "check_sequence",
+    "check_threshold",
+]
 
 
 def check_current(x: torch.Tensor, name: str) -> None:
@@ -49,6 +56,12 @@ def check_sequence(x_seq: torch.Tensor, name: str) -> None:
         )
     if x_seq.shape[0] == 0:
         raise ValueError(f"{name} has an empty time dimension (T=0); pass at least one time step")
+
+
+def check_num_steps(num_steps: int, minimum: int, name: str = "num_steps") -> None:
+    """Check that ``num_steps`` is an integer >= ``minimum`` (bool is rejected)."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {num_steps!r}")
 
 
 def _check_param_shape(value: torch.Tensor, name: str) -> None:

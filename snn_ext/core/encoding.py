@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from snn_ext.core.checks import check_current
+from snn_ext.core.checks import check_current, check_num_steps
 
 __all__ = ["SpikeStepMap", "direct", "hybrid", "linear_spike_step"]
 
@@ -29,11 +29,6 @@ def _check_image(x: torch.Tensor) -> None:
         raise ValueError(f"x must be a batch [B, F] or [B, C, H, W], got shape {tuple(x.shape)}")
 
 
-def _check_steps(num_steps: int, minimum: int) -> None:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < minimum:
-        raise ValueError(f"num_steps must be an integer >= {minimum}, got {num_steps!r}")
-
-
 def direct(x: torch.Tensor, num_steps: int) -> torch.Tensor:
     """Direct (analog) encoding: the same input at every step.
 
@@ -46,7 +41,7 @@ def direct(x: torch.Tensor, num_steps: int) -> torch.Tensor:
         ``[T, B, ...]``, a broadcast view of ``x`` (no copy).
     """
     _check_image(x)
-    _check_steps(num_steps, 1)
+    check_num_steps(num_steps, 1)
     return x.expand(num_steps, *x.shape)
 
 
@@ -78,7 +73,7 @@ def hybrid(x: torch.Tensor, num_steps: int, spike_step: SpikeStepMap = linear_sp
             outside ``[1, T]``.
     """
     _check_image(x)
-    _check_steps(num_steps, 2)
+    check_num_steps(num_steps, 2)
     if bool((x < 0).any() or (x > 1).any()):
         raise ValueError(
             f"hybrid encoding needs x scaled to [0, 1], got values in [{x.min().item():.4g}, {x.max().item():.4g}]"

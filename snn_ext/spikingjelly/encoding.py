@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from spikingjelly.activation_based.encoding import StatefulEncoder
 
+from snn_ext.core.checks import check_num_steps
 from snn_ext.core.encoding import SpikeStepMap, direct, hybrid, linear_spike_step
 
 __all__ = ["DirectEncoder", "HybridEncoder"]
@@ -26,6 +27,10 @@ class DirectEncoder(_SequenceEncoder):
         step_mode: ``'s'`` or ``'m'``.
     """
 
+    def __init__(self, T: int, step_mode: str = "s") -> None:
+        check_num_steps(T, 1, "T")
+        super().__init__(T, step_mode)
+
     def single_step_encode(self, x: torch.Tensor) -> torch.Tensor:
         return direct(x, self.T)
 
@@ -42,6 +47,7 @@ class HybridEncoder(_SequenceEncoder):
     """
 
     def __init__(self, T: int, spike_step: SpikeStepMap = linear_spike_step, step_mode: str = "s") -> None:
+        check_num_steps(T, 2, "T")
         super().__init__(T, step_mode)
         self.spike_step = spike_step
 
