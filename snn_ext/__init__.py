@@ -14,4 +14,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["PLUGINS", "PluginNotFoundError", "__version__", "create", "list_plugins"]
+__all__ = ["PLUGINS", "PluginNotFoundError", "__version__", "convert", "create", "list_plugins"]
+
+
+def __getattr__(name: str):
+    # `snn_ext.convert` is imported on first use, so `import snn_ext` stays light (no torch, no framework).
+    if name == "convert":
+        from snn_ext.conversion import convert
+
+        return convert
+    raise AttributeError(f"module 'snn_ext' has no attribute {name!r}")

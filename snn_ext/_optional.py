@@ -14,6 +14,6 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            f"snn_ext.{extra} needs the '{module}' package, which is not installed. "
+            f"this part of snn-ext needs the '{module}' package, which is not installed. "
             f'Install it with: pip install "snn-ext[{extra}]"'
         ) from err

@@ -51,3 +51,19 @@ def test_spikingjelly_multi_step_layers_are_counted_per_time_step():
     functional.reset_net(conv)
     assert ops.layers[""].macs == 3 * 2 * 16 * 9  # the analog step only
     assert ops.layers[""].acs == int(x_seq[1:].sum()) * 18
+
+
+def test_average_pooled_spikes_count_as_spikes():
+    pool, fc = nn.AvgPool2d(2), nn.Linear(8, 5)
+    net = nn.Sequential(pool, nn.Flatten(), fc)
+    spikes = torch.zeros(3, 2, 4, 4)
+    spikes[0, 0, 0, 0] = spikes[0, 0, 0, 1] = spikes[1, 1, 3, 3] = 1.0  # two spikes share one pooling window
+    with OpCounter(net) as ops:
+        net(spikes)
+    assert ops.layers["2"].macs == 0
+    assert ops.layers["2"].input_spikes == 3
+    assert ops.layers["2"].acs == 3 * 5
+    assert ops.layers["2"].spike_rate == pytest.approx(3 / (3 * 32))
+    with OpCounter(net) as ops:
+        net(torch.rand(3, 2, 4, 4) * 0.5 + 0.25)  # analog input stays MACs
+    assert ops.layers["2"].macs == 3 * 5 * 8

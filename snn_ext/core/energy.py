@@ -12,6 +12,9 @@ SpikingJelly's multi-step mode):
   ``ACs = spikes * fan-out`` (conv: ``C_out/groups * prod(kernel)``, border effects ignored, as in
   most papers; linear: ``out_features``). With hybrid encoding this is the first layer at the
   temporal steps, and every later layer at all steps.
+* **average-pooled spikes** (an ``AvgPool``/``AdaptiveAvgPool`` between neurons and the layer, as in
+  DIET-SNN's VGG) count as spikes too: the pooling is folded into the layer's weights, so each spike
+  that entered the pooling costs ``fan-out`` accumulates.
 
 Energy: ``MACs * mac_pj + ACs * ac_pj`` with :class:`EnergyTable` (default: 45 nm, 32-bit float,
 Horowitz 2014: MAC 4.6 pJ, AC 0.9 pJ).
@@ -28,6 +31,7 @@ from torch import nn
 __all__ = ["EnergyTable", "LayerOps", "OpCounter"]
 
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_AVERAGE_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class LayerOps:
     input_spikes: int = 0
     """Spikes that arrived at the layer."""
     binary_inputs: int = 0
-    """Input elements seen in binary slices (spike opportunities: neurons x samples x steps)."""
+    """Spike opportunities seen in binary slices (neurons x samples x steps; before any average pooling)."""
 
     @property
     def spike_rate(self) -> float:
@@ -88,30 +92,54 @@ class OpCounter:
     layers: dict[str, LayerOps] = field(default_factory=dict, init=False)
     _handles: list = field(default_factory=list, init=False, repr=False)
 
+    _pooled: dict[int, tuple[torch.Tensor, int]] = field(default_factory=dict, init=False, repr=False)
+
     def __enter__(self) -> OpCounter:
+        self._handles.append(self.model.register_forward_pre_hook(lambda *_: self._pooled.clear()))
         for name, module in self.model.named_modules():
             if isinstance(module, _SYNAPTIC):
                 self.layers[name] = LayerOps()
                 self._handles.append(module.register_forward_hook(self._hook(name, *_fan_in_out(module))))
+            elif isinstance(module, _AVERAGE_POOLS):
+                self._handles.append(module.register_forward_hook(self._remember_pooled_spikes))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._pooled.clear()
+
+    @staticmethod
+    def _slices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per slice along dim 0: whether it is binary, and its number of non-zeros."""
+        slices = x.reshape(x.shape[0], -1)
+        return ((slices == 0) | (slices == 1)).all(dim=1), (slices != 0).sum(dim=1)
+
+    @torch.no_grad()
+    def _remember_pooled_spikes(
+        self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> None:
+        x = inputs[0]
+        binary, spikes = self._slices(x)
+        if bool(binary.any()):  # keyed by storage: flatten/view keep it, so the next layer finds it
+            self._pooled[output.data_ptr()] = (torch.where(binary, spikes, -1), x.numel() // x.shape[0])
 
     def _hook(self, name: str, fan_in: int, fan_out: int):
         @torch.no_grad()
         def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             x = inputs[0]
-            slices = x.reshape(x.shape[0], -1)
-            binary = ((slices == 0) | (slices == 1)).all(dim=1)
-            spikes = (slices[binary] != 0).sum().item()
+            binary, nonzeros = self._slices(x)
+            neurons = x.numel() // x.shape[0]
+            pooled, pooled_neurons = self._pooled.pop(x.data_ptr(), (None, 0))
+            if pooled is not None and pooled.shape == binary.shape:
+                binary, nonzeros, neurons = pooled >= 0, pooled.clamp(min=0), pooled_neurons
+            spikes = int(nonzeros[binary].sum().item())
             ops = self.layers[name]
             ops.macs += int((~binary).sum().item()) * (output[0].numel() * fan_in)
-            ops.acs += int(spikes) * fan_out
-            ops.input_spikes += int(spikes)
-            ops.binary_inputs += int(binary.sum().item()) * slices.shape[1]
+            ops.acs += spikes * fan_out
+            ops.input_spikes += spikes
+            ops.binary_inputs += int(binary.sum().item()) * neurons
 
         return count
 

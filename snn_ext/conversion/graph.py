@@ -1,0 +1,193 @@
+"""torch.fx graph preparation for conversion: trace, fold BatchNorm, check layers, fold spike amplitudes."""
+
+from __future__ import annotations
+
+import copy
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from snn_ext.models.activations import ClippedReLU
+
+__all__ = [
+    "ACTIVATIONS",
+    "SUPPORTED",
+    "PreparedANN",
+    "Scale",
+    "fold_amplitudes",
+    "prepare",
+    "prepare_graph",
+    "trace",
+]
+
+ACTIVATIONS = (nn.ReLU, ClippedReLU)
+"""Activation modules that become spiking neurons."""
+_SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_TRANSPARENT_MODULES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten)
+_REMOVED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_TRANSPARENT_FUNCTIONS = (torch.flatten,)
+_TRANSPARENT_METHODS = ("flatten", "view", "reshape")
+_ADD = (operator.add, torch.add)
+SUPPORTED = (
+    "modules: Conv1d/2d/3d, Linear, ReLU, snn_ext.models.ClippedReLU, AvgPool1d/2d, AdaptiveAvgPool2d, "
+    "MaxPool1d/2d, Flatten, Dropout, Identity, BatchNorm directly after a conv/linear layer (folded); "
+    "functions: torch.flatten, + / torch.add (residual connections); "
+    "tensor methods: flatten, view, reshape, size"
+)
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant spike amplitude where it cannot be folded into weights (e.g. a residual add)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:.4g}"
+
+
+@dataclass
+class PreparedANN:
+    """A traced, BN-folded copy of the ANN and its activation layers in execution order."""
+
+    graph: fx.GraphModule
+    sites: list[str]
+    """Targets (module paths) of the activations to replace, in execution order."""
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping activations (also our ClippedReLU) as single modules."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ACTIVATIONS) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(ann: nn.Module) -> fx.GraphModule:
+    """Trace ``ann`` (not copied) with torch.fx; activations stay modules.
+
+    Raises:
+        TypeError: the model cannot be traced (data-dependent control flow, unsupported Python).
+    """
+    try:
+        return fx.GraphModule(ann, _Tracer().trace(ann), type(ann).__name__)
+    except Exception as err:
+        raise TypeError(
+            f"could not trace {type(ann).__name__} with torch.fx ({type(err).__name__}: {err}). Conversion needs a "
+            "model without data-dependent control flow, built from supported layers: " + SUPPORTED
+        ) from err
+
+
+def _fold_batch_norms(gm: fx.GraphModule) -> None:
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules.get(node.target), _BATCH_NORMS):
+            continue
+        source = node.args[0]
+        layer = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
+        if not isinstance(layer, _SYNAPTIC) or len(source.users) != 1:
+            raise TypeError(
+                f"BatchNorm layer {node.target!r} does not directly follow a conv/linear layer, so it cannot be "
+                "folded. Supported " + SUPPORTED
+            )
+        bn = modules[node.target]
+        fused = fuse_linear_bn_eval(layer, bn) if isinstance(layer, nn.Linear) else fuse_conv_bn_eval(layer, bn)
+        parent, _, name = source.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        node.replace_all_uses_with(source)
+        gm.graph.erase_node(node)
+
+
+def _remove_identities(gm: fx.GraphModule) -> None:
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and isinstance(modules.get(node.target), _REMOVED_MODULES):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+
+
+def _check_supported(gm: fx.GraphModule) -> None:
+    modules = dict(gm.named_modules())
+    allowed = _SYNAPTIC + ACTIVATIONS + _TRANSPARENT_MODULES
+    called: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            module = modules[node.target]
+            if not isinstance(module, allowed):
+                raise TypeError(
+                    f"layer {node.target!r} ({type(module).__name__}) is not supported. Supported {SUPPORTED}"
+                )
+            if node.target in called:
+                raise TypeError(f"layer {node.target!r} is called more than once; give each call its own module")
+            called.add(node.target)
+        elif node.op == "call_function" and node.target not in _TRANSPARENT_FUNCTIONS + _ADD:
+            raise TypeError(f"operation {node.name!r} ({node.target}) is not supported. Supported {SUPPORTED}")
+        elif node.op == "call_method" and node.target not in (*_TRANSPARENT_METHODS, "size"):
+            raise TypeError(f"tensor method {node.target!r} in {node.name!r} is not supported. Supported {SUPPORTED}")
+
+
+def prepare_graph(gm: fx.GraphModule) -> PreparedANN:
+    """Fold BatchNorm, drop Dropout/Identity, check every layer, and list the activations (in place)."""
+    _fold_batch_norms(gm)
+    _remove_identities(gm)
+    _check_supported(gm)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    modules = dict(gm.named_modules())
+    sites = [n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], ACTIVATIONS)]
+    if not sites:
+        raise TypeError("the model has no ReLU or ClippedReLU activation to convert into spiking neurons")
+    return PreparedANN(gm, sites)
+
+
+def prepare(ann: nn.Module) -> PreparedANN:
+    """Trace a deep copy of ``ann`` in eval mode and prepare it; ``ann`` itself is never modified."""
+    return prepare_graph(trace(copy.deepcopy(ann).eval()))
+
+
+def _is_transparent(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _TRANSPARENT_MODULES)
+    if node.op == "call_function":
+        return node.target in _TRANSPARENT_FUNCTIONS
+    return node.op == "call_method" and node.target in _TRANSPARENT_METHODS
+
+
+def fold_amplitudes(gm: fx.GraphModule, amplitudes: dict[str, float]) -> None:
+    """Make every neuron's spikes count ``amplitude`` ANN units (in place).
+
+    From each neuron, follow its outputs through pooling/flatten/view: a conv/linear layer reached this
+    way gets its weight multiplied by the amplitude (its input stays binary); any other consumer
+    (a residual add, the model output) gets a :class:`Scale` on that edge.
+    """
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or node.target not in amplitudes:
+            continue
+        factor = amplitudes[node.target]
+        stack = [node]
+        while stack:
+            producer = stack.pop()
+            for user in list(producer.users):
+                if _is_transparent(user, modules):
+                    stack.append(user)
+                elif user.op == "call_module" and isinstance(modules[user.target], _SYNAPTIC):
+                    with torch.no_grad():
+                        modules[user.target].weight.mul_(factor)
+                else:
+                    name = f"{node.target.replace('.', '_')}_scale_{len(modules)}"
+                    gm.add_submodule(name, Scale(factor))
+                    modules[name] = gm.get_submodule(name)
+                    with gm.graph.inserting_after(producer):
+                        scaled = gm.graph.call_module(name, (producer,))
+                    user.replace_input_with(producer, scaled)
+    gm.graph.lint()
+    gm.recompile()

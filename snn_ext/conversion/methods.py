@@ -1,0 +1,292 @@
+"""Conversion methods (registered as ``converter`` plugins): ``max``, ``percentile``, ``distribution_aware``.
+
+Each method computes one :class:`~snn_ext.core.calibration.LayerScale` (threshold, spike amplitude) per
+activation layer from calibration batches; :meth:`ConversionMethod.convert` then swaps the activations
+for integrate-and-fire DIET neurons of the chosen framework, folds the amplitudes into the next layers'
+weights and wraps the result as a :class:`~snn_ext.conversion.SpikingModel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import fx, nn
+from tqdm.auto import tqdm
+
+from snn_ext.conversion.graph import PreparedANN, fold_amplitudes, prepare
+from snn_ext.conversion.spiking_model import TARGETS, SpikingModel, make_neuron, resolve_encoder
+from snn_ext.core.calibration import LayerScale, ThresholdFit, percentile
+from snn_ext.core.checks import check_num_steps
+from snn_ext.core.neuron import diet_lif_multistep
+from snn_ext.models.activations import ClippedReLU
+
+__all__ = [
+    "Batches",
+    "ConversionMethod",
+    "DistributionAwareConversion",
+    "MaxConversion",
+    "PercentileConversion",
+    "build_spiking_model",
+]
+
+
+class Batches:
+    """Re-iterable view of calibration data yielding input tensors ``[B, ...]``.
+
+    Accepts a DataLoader or any re-iterable of tensors or ``(x, y, ...)`` tuples/lists, or one tensor
+    (a single batch). Stops after ``max_batches`` batches when given; shows a progress bar when asked.
+    """
+
+    def __init__(self, data: Iterable | torch.Tensor, max_batches: int | None = None, progress: bool = False) -> None:
+        if isinstance(data, torch.Tensor):
+            data = [data]
+        elif iter(data) is data:
+            raise TypeError(
+                "calibration_data must be re-iterable (a DataLoader, a list of batches or a tensor), not a one-shot "
+                "iterator or generator: some methods read it more than once"
+            )
+        if max_batches is not None:
+            check_num_steps(max_batches, 1, "max_batches")
+        self.data, self.max_batches, self.progress = data, max_batches, progress
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        count = 0
+        for batch in tqdm(self.data, desc="calibration", disable=not self.progress, leave=False):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"calibration batches must be tensors or (x, y) tuples, got {type(x).__name__}")
+            yield x
+            count += 1
+            if count == self.max_batches:
+                break
+        if count == 0:
+            raise ValueError("calibration_data is empty: pass at least one batch of training images")
+
+
+class _StopForward(Exception):
+    """Raised by a recording hook once the layer of interest has been seen."""
+
+
+def _site_inputs(prepared: PreparedANN, batches: Batches, record: Callable[[str, torch.Tensor], None]) -> None:
+    """Run the ANN graph on every batch and hand each activation's input to ``record(site, x)``."""
+    handles = [
+        prepared.graph.get_submodule(site).register_forward_pre_hook(lambda m, args, s=site: record(s, args[0]))
+        for site in prepared.sites
+    ]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                prepared.graph(x.to(_device(prepared.graph)))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _device(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+class ConversionMethod:
+    """Base class of the conversion methods; subclasses implement :meth:`scales`."""
+
+    def scales(self, prepared: PreparedANN, batches: Batches, timesteps: int, encoder: Callable) -> list[LayerScale]:
+        """One ``LayerScale`` per entry of ``prepared.sites``."""
+        raise NotImplementedError
+
+    def convert(
+        self,
+        ann: nn.Module,
+        calibration_data: Iterable | torch.Tensor,
+        timesteps: int = 5,
+        target: str = "snntorch",
+        encoder: str | Callable = "direct",
+        max_batches: int | None = None,
+        progress: bool = False,
+    ) -> SpikingModel:
+        """Convert ``ann`` (never modified) into a :class:`SpikingModel` with neurons of ``target``.
+
+        Args:
+            ann: a traceable model of supported layers (see ``snn_ext.conversion.SUPPORTED``).
+            calibration_data: training images: a DataLoader, a list of batches, or one tensor ``[B, ...]``.
+            timesteps: ``T`` of the SNN (also used by the calibration of ``percentile`` and
+                ``distribution_aware``).
+            target: ``"snntorch"`` or ``"spikingjelly"``.
+            encoder: ``"direct"`` (default), ``"hybrid"`` or a callable ``(x, T) -> [T, B, ...]``.
+            max_batches: use at most this many calibration batches.
+            progress: show a progress bar over the calibration batches.
+        """
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        check_num_steps(timesteps, 1, "timesteps")
+        encode = resolve_encoder(encoder)
+        prepared = prepare(ann)
+        scales = self.scales(prepared, Batches(calibration_data, max_batches, progress), timesteps, encode)
+        return build_spiking_model(prepared, scales, timesteps, target, encode)
+
+
+def build_spiking_model(
+    prepared: PreparedANN, scales: list[LayerScale], timesteps: int, target: str, encoder: Callable
+) -> SpikingModel:
+    """Replace each activation with a neuron (threshold from ``scales``), fold amplitudes, wrap."""
+    graph = prepared.graph
+    for site, scale in zip(prepared.sites, scales, strict=True):
+        parent, _, name = site.rpartition(".")
+        neuron = make_neuron(target, scale.threshold, timesteps, scale.initial_fraction)
+        setattr(graph.get_submodule(parent) if parent else graph, name, neuron)
+    fold_amplitudes(graph, {site: scale.amplitude for site, scale in zip(prepared.sites, scales, strict=True)})
+    return SpikingModel(graph, timesteps, encoder, target).to(_device(graph))
+
+
+class MaxConversion(ConversionMethod):
+    """Data-based normalisation: threshold = amplitude = the layer's largest DNN pre-activation."""
+
+    def scales(self, prepared, batches, timesteps, encoder):
+        return [LayerScale(peak, peak) for peak in _peaks(prepared, batches).values()]
+
+
+def _peaks(prepared: PreparedANN, batches: Batches) -> dict[str, float]:
+    """The largest DNN activation of every activation layer over the calibration data (> 0)."""
+    peaks = dict.fromkeys(prepared.sites, 0.0)
+
+    def record(site: str, x: torch.Tensor) -> None:
+        peaks[site] = max(peaks[site], x.max().item())
+
+    _site_inputs(prepared, batches, record)
+    return {site: _capped(prepared, site, _positive_peak(site, peak)) for site, peak in peaks.items()}
+
+
+def _capped(prepared: PreparedANN, site: str, value: float) -> float:
+    """A ClippedReLU never outputs more than its clip, so no threshold needs to exceed it."""
+    module = prepared.graph.get_submodule(site)
+    return min(value, module.clip.item()) if isinstance(module, ClippedReLU) else value
+
+
+def _positive_peak(site: str, value: float) -> float:
+    if value <= 0:
+        raise ValueError(
+            f"activation {site!r} never saw a positive input on the calibration data; cannot set a threshold"
+        )
+    return value
+
+
+class _SpikingSite(nn.Module):
+    """Calibration stand-in for an activation: a DIET IF neuron on ``[T * B, ...]``, output scaled."""
+
+    def __init__(self, scale: LayerScale, timesteps: int) -> None:
+        super().__init__()
+        self.scale, self.timesteps = scale, timesteps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = x.unflatten(0, (self.timesteps, -1))
+        start = torch.full_like(x_seq[0], self.scale.initial_fraction * self.scale.threshold)
+        spikes = diet_lif_multistep(x_seq, start, 1.0, self.scale.threshold).spikes
+        return spikes.flatten(0, 1) * self.scale.amplitude
+
+
+class PercentileConversion(ConversionMethod):
+    """DIET-SNN's threshold initialisation, layer by layer through the partly converted SNN.
+
+    For layer ``l`` in order, run the SNN in which the earlier layers already spike (with their
+    thresholds) for ``T`` steps, take the ``percentile``-th percentile of layer ``l``'s input current at
+    each step, the maximum over steps, the mean over calibration batches, and multiply by
+    ``scaling_factor``. Threshold and amplitude are that value (DIET-SNN keeps unit spikes and unscaled
+    weights, which gives the same spikes: the neuron is invariant to a common scale of its input and
+    threshold).
+
+    Args:
+        percentile: in ``(0, 100]``; DIET-SNN uses 99.7.
+        scaling_factor: > 0. 1.0 keeps the SNN closest to the ANN; DIET-SNN uses 0.2-0.3 before
+            fine-tuning at T=5 (the recipes set it).
+    """
+
+    def __init__(self, percentile: float = 99.7, scaling_factor: float = 1.0) -> None:
+        if not 0 < percentile <= 100:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile!r}")
+        if not scaling_factor > 0:
+            raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
+        self.percentile, self.scaling_factor = percentile, scaling_factor
+
+    def scales(self, prepared, batches, timesteps, encoder):
+        graph = copy.deepcopy(prepared.graph)
+        scales: list[LayerScale] = []
+        for site in prepared.sites:
+            values = []
+            for x in batches:
+                currents = _input_of(graph, site, encoder(x.to(_device(graph)), timesteps).flatten(0, 1))
+                values.append(max(percentile(c, self.percentile) for c in currents.unflatten(0, (timesteps, -1))))
+            value = self.scaling_factor * _capped(prepared, site, _positive_peak(site, sum(values) / len(values)))
+            scales.append(LayerScale(value, value))
+            _replace(graph, site, _SpikingSite(scales[-1], timesteps))
+        return scales
+
+
+def _replace(graph: fx.GraphModule, target: str, module: nn.Module) -> None:
+    parent, _, name = target.rpartition(".")
+    setattr(graph.get_submodule(parent) if parent else graph, name, module)
+
+
+class DistributionAwareConversion(ConversionMethod):
+    """Datta & Beerel (2022): fit each layer's threshold and spike amplitude to its input distribution.
+
+    Train the DNN with :class:`~snn_ext.models.ClippedReLU` (its clip is the layer's ``mu``; for a plain
+    ReLU the largest calibration pre-activation is used). Layer by layer, the DNN's pre-activations and the
+    partly converted SNN's input currents are streamed into a
+    :class:`~snn_ext.core.calibration.ThresholdFit`, which picks threshold ``alpha * mu``, amplitude
+    ``beta * mu`` and the initial potential for the target ``T`` (objective in :mod:`snn_ext.core.calibration`).
+
+    Args:
+        shifts: candidate initial potentials as fractions of the threshold; ``(0.0,)`` keeps every
+            neuron starting at 0 as in the paper, the default also tries half the threshold.
+    """
+
+    def __init__(self, shifts: tuple[float, ...] = (0.0, 0.5)) -> None:
+        if not shifts or any(not 0 <= shift < 1 for shift in shifts):
+            raise ValueError(f"shifts must be a non-empty tuple of values in [0, 1), got {shifts!r}")
+        self.shifts = tuple(shifts)
+        self.errors: dict[str, float] = {}
+        """Mean squared fit error per layer (units of mu**2), filled by the last conversion."""
+
+    def scales(self, prepared, batches, timesteps, encoder):
+        clips = self._clips(prepared, batches)
+        snn = copy.deepcopy(prepared.graph)
+        scales = []
+        for site in prepared.sites:
+            fit = ThresholdFit(clips[site], timesteps, shifts=self.shifts)
+            for x in batches:
+                dnn_input = _input_of(prepared.graph, site, x.to(_device(snn)))
+                snn_current = _input_of(snn, site, encoder(x.to(_device(snn)), timesteps).flatten(0, 1))
+                fit.update(dnn_input, snn_current.unflatten(0, (timesteps, -1)).mean(0))
+            scale, self.errors[site] = fit.solve()
+            scales.append(scale)
+            _replace(snn, site, _SpikingSite(scale, timesteps))
+        return scales
+
+    @staticmethod
+    def _clips(prepared: PreparedANN, batches: Batches) -> dict[str, float]:
+        """``mu`` per activation: the ClippedReLU clip, or the largest pre-activation for a ReLU."""
+        modules = {site: prepared.graph.get_submodule(site) for site in prepared.sites}
+        if all(isinstance(m, ClippedReLU) for m in modules.values()):
+            return {site: module.clip.item() for site, module in modules.items()}
+        peaks = _peaks(prepared, batches)
+        return {site: m.clip.item() if isinstance(m, ClippedReLU) else peaks[site] for site, m in modules.items()}
+
+
+def _input_of(graph: fx.GraphModule, site: str, x: torch.Tensor) -> torch.Tensor:
+    """The input of activation ``site`` when ``graph`` runs on ``x`` (the rest of the graph is skipped)."""
+    seen: list[torch.Tensor] = []
+
+    def record(module, args) -> None:
+        seen.append(args[0])
+        raise _StopForward
+
+    handle = graph.get_submodule(site).register_forward_pre_hook(record)
+    try:
+        with torch.no_grad(), contextlib.suppress(_StopForward):
+            graph(x)
+    finally:
+        handle.remove()
+    return seen[0]

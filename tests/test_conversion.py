@@ -1,0 +1,209 @@
+"""ANN-to-SNN conversion: rate-coding limit, both targets, SpikingJelly recipes, errors, the ANN untouched."""
+
+import copy
+
+import pytest
+import torch
+from spikingjelly.activation_based import ann2snn, functional
+from torch import nn
+
+import snn_ext
+from snn_ext.conversion import SpikingModel
+from snn_ext.conversion.graph import Scale
+from snn_ext.core.energy import OpCounter
+from snn_ext.models import ClippedReLU
+from snn_ext.snntorch import DietLeaky
+from snn_ext.spikingjelly import DietLIFNode
+from snn_ext.spikingjelly.recipes import DistributionAwareRecipe, MaxRecipe, PercentileRecipe
+
+
+class SmallCNN(nn.Module):
+    """conv-BN-ReLU-avgpool-conv-ClippedReLU-maxpool-linear-ReLU-linear with weights giving O(1) activations."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.bn1, self.act1 = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
+        self.pool1 = nn.AvgPool2d(2)
+        self.conv2, self.act2 = nn.Conv2d(6, 8, 3, padding=1), ClippedReLU(1.5)
+        self.pool2, self.flatten = nn.AvgPool2d(2), nn.Flatten()
+        self.fc1, self.act3, self.drop = nn.Linear(32, 16), nn.ReLU(), nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 4)
+        with torch.no_grad():
+            for layer in (self.conv1, self.conv2, self.fc1, self.fc2):
+                layer.weight.mul_(3)
+            self.bn1.running_mean.uniform_(-0.1, 0.1)
+            self.bn1.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        x = self.pool1(self.act1(self.bn1(self.conv1(x))))
+        x = self.flatten(self.pool2(self.act2(self.conv2(x))))
+        return self.fc2(self.drop(self.act3(self.fc1(x))))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv0, self.act0 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.conv1, self.act1 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.conv2, self.act2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        with torch.no_grad():
+            for layer in (self.conv0, self.conv1, self.conv2):
+                layer.weight.mul_(2)
+
+    def forward(self, x):
+        h = self.act0(self.conv0(x))
+        return self.head(self.act2(self.conv2(self.act1(self.conv1(h))) + h))
+
+
+@pytest.fixture(scope="module")
+def images():
+    torch.manual_seed(2)
+    return torch.rand(64, 1, 8, 8)
+
+
+METHOD_OPTIONS = {"max": {}, "percentile": {"percentile": 100.0}, "distribution_aware": {}}
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("method", list(METHOD_OPTIONS))
+def test_large_t_reproduces_the_ann_logits(images, method, target):
+    ann = SmallCNN().eval()
+    with torch.no_grad():
+        expected = ann(images)
+        snn = snn_ext.convert(ann, [images[:32], images[32:]], method, 512, target, **METHOD_OPTIONS[method])
+        logits = snn(images)
+    assert isinstance(snn, SpikingModel)
+    assert logits.shape == expected.shape
+    error = (logits - expected).abs().max() / expected.abs().max()
+    assert error < 0.05, (method, target, error.item())
+    neuron_type = DietLeaky if target == "snntorch" else DietLIFNode
+    assert [type(n) for n in snn.neurons()] == [neuron_type] * 3
+
+
+def test_residual_network_with_scaled_shortcut(images):
+    ann = Residual().eval()
+    with torch.no_grad():
+        snn = snn_ext.convert(ann, images, "max", 512)
+        error = (snn(images) - ann(images)).abs().max() / ann(images).abs().max()
+    assert error < 0.05
+    scales = [m for m in snn.modules() if isinstance(m, Scale)]
+    assert len(scales) == 1  # only the identity shortcut into the addition needs an explicit amplitude
+
+
+@pytest.mark.parametrize("method", list(METHOD_OPTIONS))
+def test_both_targets_give_identical_outputs(images, method):
+    ann = SmallCNN().eval()
+    options = METHOD_OPTIONS[method]
+    with torch.no_grad():
+        st = snn_ext.convert(ann, images, method, 4, "snntorch", **options)(images)
+        sj = snn_ext.convert(ann, images, method, 4, "spikingjelly", **options)(images)
+    torch.testing.assert_close(st, sj, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "method"),
+    [(MaxRecipe, "max"), (PercentileRecipe, "percentile"), (DistributionAwareRecipe, "distribution_aware")],
+)
+def test_spikingjelly_recipes_match_convert(images, recipe, method):
+    ann = SmallCNN().eval()
+    snn = ann2snn.Converter(recipe([images], timesteps=3)).convert(ann)
+    assert isinstance(snn, SpikingModel)
+    with torch.no_grad():
+        expected = snn_ext.convert(ann, images, method, 3, "spikingjelly")(images)
+        got = snn(images)
+    torch.testing.assert_close(got, expected)
+    functional.reset_net(snn)  # SpikingJelly idioms still apply
+
+
+def test_converter_plugins():
+    assert set(snn_ext.list_plugins("converter")) >= {"max", "percentile", "distribution_aware"}
+    recipe = snn_ext.create("converter", "percentile", framework="spikingjelly", calibration_data=[torch.rand(2, 3)])
+    assert isinstance(recipe, PercentileRecipe)
+
+
+def test_conversion_never_modifies_the_ann(images):
+    ann = SmallCNN().train()
+    before = copy.deepcopy(ann.state_dict())
+    for method in METHOD_OPTIONS:
+        snn_ext.convert(ann, images, method, 2)
+    ann2snn.Converter(PercentileRecipe(images, timesteps=2)).convert(ann)
+    after = ann.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert ann.training
+    assert isinstance(ann.act1, nn.ReLU)
+    assert isinstance(ann.bn1, nn.BatchNorm2d)
+
+
+def test_spiking_model_interface_and_energy(images):
+    ann = SmallCNN().eval()
+    snn = snn_ext.convert(ann, images, "distribution_aware", 2, encoder="hybrid")
+    assert snn.timesteps == 2
+    assert snn.encoder.__name__ == "hybrid"
+    snn.timesteps = 5
+    assert all(m.timesteps == 5 for m in snn.graph.modules() if hasattr(m, "initial_fraction"))
+    with torch.no_grad(), OpCounter(snn) as ops:
+        snn(images)
+    # the first layer sees the analog step (MACs) and the input spikes (ACs); later layers only spikes
+    assert ops.layers["graph.conv1"].macs > 0
+    assert ops.layers["graph.conv1"].acs > 0
+    for name in ("graph.conv2", "graph.fc1", "graph.fc2"):
+        assert ops.layers[name].macs == 0, name
+    with pytest.raises(ValueError, match="timesteps must be an integer >= 2"):
+        snn.timesteps = 1
+
+
+def test_spiking_model_is_trainable(images):
+    snn = snn_ext.convert(SmallCNN().eval(), images, "percentile", 4, "spikingjelly")
+    loss = nn.functional.cross_entropy(snn(images), torch.zeros(64, dtype=torch.long))
+    loss.backward()
+    neurons = snn.neurons()
+    assert all(n.v_threshold.grad is not None for n in neurons)
+    assert any(n.v_threshold.grad.abs() > 0 for n in neurons)
+
+
+def test_unsupported_layer_is_named():
+    ann = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
+    with pytest.raises(TypeError, match=r"layer '1' \(Sigmoid\) is not supported\. Supported modules: Conv1d"):
+        snn_ext.convert(ann, torch.rand(8, 4))
+    gelu = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    gelu.forward = lambda x: torch.nn.functional.gelu(gelu[0](x))  # noqa: E731 - a functional call
+    with pytest.raises(TypeError, match="gelu.* is not supported"):
+        snn_ext.convert(gelu, torch.rand(8, 4))
+
+
+def test_untraceable_model():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(x)) if x.sum() > 0 else x
+
+    with pytest.raises(TypeError, match="could not trace Branchy with torch.fx"):
+        snn_ext.convert(Branchy(), torch.rand(8, 4))
+
+
+def test_bad_calibration_data_and_arguments():
+    ann = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="calibration_data is empty"):
+        snn_ext.convert(ann, [])
+    with pytest.raises(TypeError, match="must be re-iterable"):
+        snn_ext.convert(ann, (torch.rand(2, 4) for _ in range(2)))
+    with pytest.raises(TypeError, match="calibration batches must be tensors"):
+        snn_ext.convert(ann, [["not", "tensors"]])
+    with pytest.raises(snn_ext.PluginNotFoundError, match="known converter plugins: distribution_aware, max"):
+        snn_ext.convert(ann, torch.rand(2, 4), method="qcfs")
+    with pytest.raises(ValueError, match="target must be one of snntorch, spikingjelly"):
+        snn_ext.convert(ann, torch.rand(2, 4), target="norse")
+    with pytest.raises(ValueError, match="encoder must be one of direct, hybrid"):
+        snn_ext.convert(ann, torch.rand(2, 4), encoder="poisson")
+    with pytest.raises(ValueError, match="scaling_factor must be > 0"):
+        snn_ext.convert(ann, torch.rand(2, 4), scaling_factor=0)
+    with pytest.raises(ValueError, match="never saw a positive input"):
+        snn_ext.convert(ann, -torch.ones(2, 4) * 0, method="max")
+    with pytest.raises(TypeError, match="no ReLU or ClippedReLU"):
+        snn_ext.convert(nn.Linear(4, 2), torch.rand(2, 4))
