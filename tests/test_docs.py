@@ -23,17 +23,18 @@ def test_readme_has_snippets_for_both_frameworks():
 
 
 def test_ci_runs_exactly_the_readme_setup_and_test_commands():
+    setup = 'python -m venv .venv && .venv/bin/pip install -e ".[dev]"'
     bash_blocks = [b.strip() for b in re.findall(r"```bash\n(.*?)```", README, flags=re.S)]
     assert bash_blocks[:2] == [
-        'python -m venv .venv && .venv/bin/pip install -e ".[dev]"',
-        ".venv/bin/python -m pytest",
+        f"{setup} && .venv/bin/snn-ext quickstart --output quickstart",
+        f"{setup} && .venv/bin/python -m pytest",
     ]
     ci_commands = [
         line.strip()
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#") and not line.startswith(("set ", "cd "))
     ]
-    assert ci_commands == bash_blocks[:2]
+    assert ci_commands == bash_blocks[1:2]
 
 
 def test_ruff_is_clean():
