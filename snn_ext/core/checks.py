@@ -38,8 +38,15 @@ def check_current(x: torch.Tensor, name: str) -> None:
         )
     if x.dim() == 0:
         raise ValueError(f"{name} must have a batch dimension ([B, ...]), got a 0-d tensor")
-    if not bool(torch.isfinite(x).all()):
+    if x.numel() and not _all_finite(x):
         raise ValueError(f"{name} contains NaN or inf; spiking neurons accept finite input currents only")
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    # min and max are finite exactly when every element is (NaN propagates): one pass over x and no
+    # temporaries, where ``isfinite(x).all()`` makes several passes and allocates x-sized tensors.
+    low, high = torch.aminmax(x)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 def check_sequence(x_seq: torch.Tensor, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import snntorch
 import torch
 
+from snn_ext import kernels
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_threshold
 from snn_ext.core.neuron import (
@@ -12,9 +13,7 @@ from snn_ext.core.neuron import (
     SingleSpikeSurrogate,
     SpikeFn,
     clamp_leak_,
-    diet_lif_multistep,
     diet_lif_step,
-    single_spike_lif_multistep,
     single_spike_lif_step,
 )
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
@@ -46,7 +45,8 @@ class DietLeaky(snntorch.Leaky):
         output: with ``init_hidden=True``, return ``(spk, mem)``.
 
     Shapes: :meth:`forward` takes one step ``[B, ...]``; :meth:`forward_sequence` a whole sequence
-    ``[T, B, ...]``. Both return spikes of the input's shape (and dtype).
+    ``[T, B, ...]`` as one fused kernel where one applies (:mod:`snn_ext.kernels`). Both return spikes of
+    the input's shape (and dtype).
     """
 
     def __init__(
@@ -104,6 +104,9 @@ class DietLeaky(snntorch.Leaky):
     def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
         """A whole sequence in one call; equal to calling :meth:`forward` on each step.
 
+        Runs :func:`snn_ext.kernels.diet_lif_multistep`: one fused forward/backward kernel for the
+        default triangle or a :class:`~snn_ext.core.surrogate.Box` surrogate, the core reference otherwise.
+
         Args:
             input_seq: input currents ``[T, B, ...]``.
             mem: initial membrane potential ``[B, ...]``; ``None`` continues from the stored state.
@@ -113,7 +116,7 @@ class DietLeaky(snntorch.Leaky):
             ``init_hidden=True`` and ``output=False``. The stored state becomes ``mem_seq[-1]``.
         """
         start = self._initial_mem(mem, input_seq.shape[1:])
-        out = diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
+        out = kernels.diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
         self.mem = out.final
         return self._outputs(out.spikes, out.potentials)
 
@@ -162,9 +165,10 @@ class SingleSpikeLeaky(DietLeaky):
         return self._outputs(spk, self.mem)
 
     def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
-        """A whole sequence ``[T, B, ...]``; see :meth:`DietLeaky.forward_sequence`."""
+        """A whole sequence ``[T, B, ...]`` (fused for STDB, triangle and box surrogates); see
+        :meth:`DietLeaky.forward_sequence`."""
         state = self._state(self._initial_mem(mem, input_seq.shape[1:]))
-        out = single_spike_lif_multistep(input_seq, state, self.beta, self.threshold, self.spike_grad)
+        out = kernels.single_spike_lif_multistep(input_seq, state, self.beta, self.threshold, self.spike_grad)
         self._sequence = out.state
         self.mem = out.state.u
         return self._outputs(out.spikes, out.potentials)

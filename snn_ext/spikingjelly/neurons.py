@@ -6,6 +6,7 @@ import torch
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
+from snn_ext import kernels
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_sequence, check_threshold
 from snn_ext.core.neuron import (
@@ -13,9 +14,7 @@ from snn_ext.core.neuron import (
     SingleSpikeSurrogate,
     SpikeFn,
     clamp_leak_,
-    diet_lif_multistep,
     diet_lif_step,
-    single_spike_lif_multistep,
     single_spike_lif_step,
 )
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
@@ -45,7 +44,8 @@ class DietLIFNode(BaseNode):
         store_v_seq: keep the potential of every step in ``self.v_seq`` (``[T, N, ...]``).
 
     Works with ``functional.reset_net``, ``set_step_mode``, ``detach_net``, ``layer.*`` in
-    multi-step mode, and ``torch.save`` of a whole network.
+    multi-step mode, and ``torch.save`` of a whole network. In ``'m'`` mode (without ``store_v_seq``) the
+    whole sequence runs as one fused kernel where one applies (:mod:`snn_ext.kernels`).
     """
 
     def __init__(
@@ -90,8 +90,13 @@ class DietLIFNode(BaseNode):
     def multi_step_functional_forward(
         self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
     ) -> tuple[_Tensors, _Tensors]:
-        """A sequence: ``inputs = (x_seq,)`` with ``x_seq`` ``[T, N, ...]``; returns ``((spike_seq,), (v_T,))``."""
-        out = diet_lif_multistep(inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function)
+        """A sequence: ``inputs = (x_seq,)`` with ``x_seq`` ``[T, N, ...]``; returns ``((spike_seq,), (v_T,))``.
+
+        Runs :func:`snn_ext.kernels.diet_lif_multistep` (fused for the triangle and box surrogates).
+        """
+        out = kernels.diet_lif_multistep(
+            inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function, potentials=False
+        )
         return (out.spikes,), (out.final,)
 
     def clamp_leak_(self, max_leak: float = 1.0) -> None:
@@ -150,8 +155,16 @@ class SingleSpikeLIFNode(DietLIFNode):
     def multi_step_functional_forward(
         self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
     ) -> tuple[_Tensors, tuple[object, ...]]:
-        """A sequence ``[T, N, ...]``; returns ``((spike_seq,), (v, record, step))``."""
-        out = single_spike_lif_multistep(
-            inputs[0], SingleSpikeState(*states), self.leak, self.v_threshold, self.surrogate_function
+        """A sequence ``[T, N, ...]``, fused for STDB, triangle and box surrogates.
+
+        Returns ``((spike_seq,), (v, record, step))``.
+        """
+        out = kernels.single_spike_lif_multistep(
+            inputs[0],
+            SingleSpikeState(*states),
+            self.leak,
+            self.v_threshold,
+            self.surrogate_function,
+            potentials=False,
         )
         return (out.spikes,), tuple(out.state)
