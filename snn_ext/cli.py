@@ -1,277 +1,150 @@
 """The ``snn-ext`` console script.
 
-``snn-ext quickstart``: offline, on the embedded digits, the whole pipeline in a few minutes on a CPU:
-train an ANN (Lightning), convert it (distribution-aware at T=2, DIET percentile at T=5), fine-tune the
-percentile SNN at T=5 (DIET-SNN, :class:`~snn_ext.lightning.SNNModule`), train the single-spike hybrid
-SNN, then print one table (accuracy, spikes per neuron, energy) and write ``results.json`` and PNG plots.
-
-Spikes per neuron are counted with :class:`~snn_ext.core.energy.OpCounter`: the spikes arriving at every
-synaptic layer after the first (= the spikes emitted by the hidden neurons; the input encoding's spikes
-and the output layer are not counted), divided by the number of those hidden neurons, per test image
-(summed over the T steps). Energy: OpCounter's 45 nm model (MAC 4.6 pJ, AC 0.9 pJ), per test image; the
-first layer costs MACs at the analog steps (direct encoding: every step; hybrid: step 0 only).
+* ``snn-ext quickstart [--framework ...]``: the offline digits pipeline (:mod:`snn_ext.quickstart`).
+* ``snn-ext fit|validate|test|predict -c recipes/<paper>/<dataset>_<arch>.yaml [--stage NAME] [options]``:
+  LightningCLI on a recipe. A recipe is an ordinary LightningCLI config plus a ``stages:`` mapping (e.g.
+  ``ann``, ``convert``, ``snn``); each stage holds the keys that differ from the shared part (model,
+  optimizer, epochs, callbacks) and is deep-merged into it (mappings merge, anything else is replaced).
+  ``--stage`` picks one (default: the first, so ``snn-ext fit -c recipe.yaml`` starts the pipeline).
+  Every LightningCLI option still works after it (``--trainer.devices 4``, ``--print_config``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
-import logging
-import time
+import sys
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+__all__ = ["SUBCOMMANDS", "main", "resolve_stage"]
 
-__all__ = ["Row", "main", "quickstart"]
-
-FRAMEWORKS = ("snntorch", "spikingjelly")
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RECIPE = "recipes/<paper>/<dataset>_<arch>.yaml"
 
 
-@dataclass
-class Row:
-    """One line of the quickstart table (energy per test image)."""
-
-    method: str
-    framework: str
-    timesteps: int | None
-    accuracy: float
-    spikes_per_neuron: float | None
-    energy_pj: float
-    energy_ratio: float
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
-@dataclass
-class _Measure:
-    accuracy: float
-    spikes_per_neuron: float
-    energy_pj: float
-    layer_rates: dict[str, float]
+def _config_position(argv: list[str]) -> tuple[int, str] | None:
+    """Index and value of the first ``-c/--config`` option in ``argv``."""
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            return i, argv[i + 1]
+        if arg.startswith("--config="):
+            return i, arg.split("=", 1)[1]
+    return None
 
 
-def _measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> _Measure:
-    """Accuracy, hidden spikes per neuron per image, energy per image (pJ), spike rate per hidden layer."""
-    from snn_ext.core.energy import OpCounter
+def _pop_stage(argv: list[str]) -> str | None:
+    """Remove ``--stage NAME`` / ``--stage=NAME`` from ``argv`` (in place) and return ``NAME``."""
+    for i, arg in enumerate(argv):
+        if arg == "--stage" and i + 1 < len(argv):
+            del argv[i]
+            return argv.pop(i)
+        if arg.startswith("--stage="):
+            return argv.pop(i).split("=", 1)[1]
+    return None
 
-    net.eval()
-    with torch.no_grad(), OpCounter(net) as ops:
-        logits = net(x)
-    images = len(y)
-    hidden = list(ops.layers.items())[1:]  # inputs of the layers after the first = hidden neurons' spikes
-    spikes = sum(layer.input_spikes for _, layer in hidden)
-    steps = getattr(net, "timesteps", 1)
-    neurons = sum(layer.binary_inputs for _, layer in hidden) / (images * steps)
-    return _Measure(
-        accuracy=(logits.argmax(1) == y).float().mean().item(),
-        spikes_per_neuron=spikes / images / neurons if neurons else 0.0,
-        energy_pj=ops.energy_pj() / images,
-        layer_rates={name: layer.spike_rate for name, layer in hidden},
+
+def _load_stages(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The recipe's shared part and its ``stages:`` mapping (``None`` for a plain LightningCLI config)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SystemExit(f"snn-ext: {path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict) or "stages" not in config:
+        return config, None
+    stages = config.pop("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise SystemExit(f"snn-ext: 'stages:' in {path} must map stage names to config sections")
+    return config, stages
+
+
+def resolve_stage(argv: list[str]) -> list[str]:
+    """Turn ``-c recipe.yaml --stage NAME`` into ``-c <the stage's merged config>`` (LightningCLI arguments).
+
+    A config without ``stages:`` passes through unchanged (plain LightningCLI configs work too); ``--stage``
+    without a staged recipe is an error.
+
+    Raises:
+        SystemExit: (with a message) unknown stage, ``--stage`` without a staged recipe, unreadable YAML.
+    """
+    import yaml
+
+    argv = list(argv)
+    stage = _pop_stage(argv)
+    found = _config_position(argv)
+    path = Path(found[1]) if found else None
+    config, stages = _load_stages(path) if path is not None and path.is_file() else (None, None)
+    if stages is None:
+        if stage is not None:
+            raise SystemExit(f"snn-ext: --stage {stage} needs a recipe with a 'stages:' section, e.g. -c {RECIPE}")
+        return argv
+    if stage is None:
+        stage = next(iter(stages))
+        print(f"snn-ext: {path}: stage '{stage}' (stages: {', '.join(stages)}; pick one with --stage)", file=sys.stderr)
+    if stage not in stages:
+        raise SystemExit(f"snn-ext: unknown stage '{stage}' in {path}; choose one of: {', '.join(stages)}")
+    i = found[0]
+    merged = yaml.safe_dump(_merge(config, stages[stage] or {}), sort_keys=False)
+    argv[i : i + (1 if argv[i].startswith("--config=") else 2)] = ["--config", merged]
+    return argv
+
+
+def _reasons(error: Exception) -> str:
+    """The informative lines of a jsonargparse instantiation error (it lists one error per Union member)."""
+    lines = [line.strip()[2:] for line in str(error).splitlines() if line.strip().startswith("- ")]
+    reasons = [line for line in lines if not line.startswith("Expected a <class 'NoneType'>")]
+    return "; ".join(reasons) or str(error)
+
+
+def _lightning_cli(argv: list[str]) -> None:
+    from snn_ext._optional import require
+
+    require("lightning", "lightning")
+    require("jsonargparse", "lightning")
+    from lightning.pytorch.cli import LightningCLI
+
+    class RecipeCLI(LightningCLI):
+        def instantiate_classes(self) -> None:
+            """Build model, data and trainer; a bad value (e.g. an unknown plugin name) stops here, before the
+            Trainer writes anything, with a one-line message instead of a traceback."""
+            try:
+                super().instantiate_classes()
+            except (ValueError, TypeError, LookupError, OSError) as err:
+                raise SystemExit(f"snn-ext: error: the configuration cannot be built: {_reasons(err)}") from err
+
+    # We pass the resolved arguments ourselves; Lightning warns when sys.argv holds arguments as well.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    RecipeCLI(
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,  # the modules take `optimizer`/`scheduler`: one way to set them
+        save_config_kwargs={"overwrite": True},  # resuming a stage rewrites its config.yaml
+        args=resolve_stage(argv),
     )
 
 
-def _trainer(output: Path, name: str, epochs: int, progress: bool) -> Any:
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
+def _quickstart_parser() -> argparse.ArgumentParser:
+    from snn_ext import quickstart
 
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        logger=CSVLogger(output, name="logs", version=name),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        num_sanity_val_steps=0,
-        deterministic=True,
-        log_every_n_steps=5,
-    )
-
-
-def _row(method: str, framework: str, steps: int | None, m: _Measure, reference_pj: float, spiking: bool) -> Row:
-    return Row(
-        method=method,
-        framework=framework,
-        timesteps=steps,
-        accuracy=round(m.accuracy, 4),
-        spikes_per_neuron=round(m.spikes_per_neuron, 4) if spiking else None,
-        energy_pj=round(m.energy_pj, 1),
-        energy_ratio=round(m.energy_pj / reference_pj, 4),
-    )
-
-
-def _format_table(rows: list[Row]) -> str:
-    header = (
-        f"{'method':<22}{'framework':<14}{'T':>3}{'accuracy':>10}{'spikes/neuron':>15}{'energy pJ':>13}{'ratio':>8}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        steps = "-" if r.timesteps is None else str(r.timesteps)
-        spikes = "-" if r.spikes_per_neuron is None else f"{r.spikes_per_neuron:.3f}"
-        lines.append(
-            f"{r.method:<22}{r.framework:<14}{steps:>3}{r.accuracy:>10.4f}{spikes:>15}{r.energy_pj:>13.4g}"
-            f"{r.energy_ratio:>8.3f}"
-        )
-    return "\n".join(lines)
-
-
-def _plot(
-    output: Path, sweep: dict[str, dict[int, float]], rows: list[Row], rates: dict[str, dict[str, float]]
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for method, points in sweep.items():
-        axis.plot(list(points), list(points.values()), marker="o", label=f"{method} (converted)")
-    for r in rows:
-        if r.timesteps is None:
-            axis.axhline(r.accuracy, linestyle="--", color="black" if "vgg" in r.method else "gray", label=r.method)
-        elif r.method not in sweep:
-            axis.plot([r.timesteps], [r.accuracy], marker="*", markersize=10, linestyle="none", label=r.method)
-    axis.set(xlabel="time steps T", ylabel="test accuracy", title="digits: accuracy vs T", ylim=(0, 1.02))
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(output / "accuracy_vs_timesteps.png", dpi=120)
-    plt.close(figure)
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for method, layers in rates.items():
-        axis.plot(range(1, len(layers) + 1), list(layers.values()), marker="o", label=method)
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.set(xlabel="hidden spiking layer", ylabel="spikes per neuron per step", title="digits: per-layer spike rate")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(output / "spike_rates.png", dpi=120)
-    plt.close(figure)
-
-
-@dataclass
-class QuickstartConfig:
-    """Options of :func:`quickstart` (the ``snn-ext quickstart`` flags)."""
-
-    framework: str = "snntorch"
-    seed: int = 0
-    output: Path = Path("quickstart")
-    ann_epochs: int = 20
-    finetune_epochs: int = 5
-    hybrid_epochs: int = 30
-    scaling_factor: float = 0.5
-    sweep: tuple[int, ...] = (1, 2, 3, 4, 5, 8)
-    progress: bool = True
-
-
-def _train_ann(cfg: QuickstartConfig, data: Any) -> nn.Module:
-    from snn_ext.lightning import ANNModule
-    from snn_ext.models import VGG
-
-    ann = VGG("vgg_small", 10, 1, 8, activation="clipped_relu", batch_norm=True, bias=True)
-    module = ANNModule(ann, lr=3e-3, max_epochs=cfg.ann_epochs)
-    _trainer(cfg.output, "ann", cfg.ann_epochs, cfg.progress).fit(module, datamodule=data)
-    return ann.eval()
-
-
-def _conversion_rows(cfg: QuickstartConfig, data: Any, ann: nn.Module) -> tuple[list[Row], dict, dict, nn.Module]:
-    """ANN row, distribution-aware T=2, percentile T=5, the T sweep, and the percentile SNN (for fine-tuning)."""
-    import snn_ext
-
-    x, y = data.test_tensors()
-    calibration = data.calibration_batches()
-    options: dict[str, dict[str, float]] = {
-        "distribution_aware": {},
-        "percentile": {"scaling_factor": cfg.scaling_factor},
-    }
-    cache: dict[tuple[str, int], nn.Module] = {}
-
-    def convert(method: str, steps: int) -> nn.Module:
-        if (method, steps) not in cache:
-            cache[method, steps] = snn_ext.convert(ann, calibration, method, steps, cfg.framework, **options[method])
-        return cache[method, steps]
-
-    ann_m = _measure(ann, x, y)
-    rows = [_row("ann (vgg_small)", "torch", None, ann_m, ann_m.energy_pj, spiking=False)]
-    rates: dict[str, dict[str, float]] = {}
-    for method, steps in (("distribution_aware", 2), ("percentile", 5)):
-        m = _measure(convert(method, steps), x, y)
-        rows.append(_row(method, cfg.framework, steps, m, ann_m.energy_pj, spiking=True))
-        rates[f"{method} T={steps}"] = m.layer_rates
-    sweep = {method: {t: _measure(convert(method, t), x, y).accuracy for t in cfg.sweep} for method in options}
-    percentile_snn = copy.deepcopy(convert("percentile", 5))
-    return rows, sweep, rates, percentile_snn
-
-
-def _quiet_lightning() -> None:
-    """Hide Lightning's notices that do not concern the user of the quickstart (progress bars stay)."""
-    for message in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
-        warnings.filterwarnings("ignore", message=message)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def quickstart(cfg: QuickstartConfig) -> list[Row]:
-    """Run the whole digits pipeline, print the table, write ``results.json`` and the plots to ``cfg.output``."""
-    import lightning as L
-
-    from snn_ext.lightning import DigitsDataModule, SingleSpikeMLP, SNNModule
-
-    if cfg.framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {cfg.framework!r}")
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    _quiet_lightning()
-    start = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = DigitsDataModule(batch_size=64, seed=cfg.seed)
-    x, y = data.test_tensors()
-    ann = _train_ann(cfg, data)
-    rows, sweep, rates, snn = _conversion_rows(cfg, data, ann)
-    ann_pj = rows[0].energy_pj
-
-    snn.train()
-    _trainer(cfg.output, "diet_snn", cfg.finetune_epochs, cfg.progress).fit(
-        SNNModule(snn, timesteps=5), datamodule=data
-    )
-    m = _measure(snn, x, y)
-    rows.append(_row("diet_snn (fine-tuned)", cfg.framework, 5, m, ann_pj, spiking=True))
-    rates["diet_snn T=5"] = m.layer_rates
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    hybrid = SingleSpikeMLP(cfg.framework, timesteps=5)
-    _trainer(cfg.output, "hybrid", cfg.hybrid_epochs, cfg.progress).fit(SNNModule(hybrid, lr=1e-3), datamodule=data)
-    mlp_m = _measure(hybrid.ann(), x, y)
-    m = _measure(hybrid, x, y)
-    rows.append(_row("ann (mlp 64-128-10)", "torch", None, mlp_m, mlp_m.energy_pj, spiking=False))
-    rows.append(_row("hybrid_single_spike", cfg.framework, 5, m, mlp_m.energy_pj, spiking=True))
-    rates["hybrid_single_spike T=5"] = m.layer_rates
-
-    print(_format_table(rows))
-    print(
-        "energy per test image, 45 nm fp32 (MAC 4.6 pJ, AC 0.9 pJ); first layer: MACs at analog steps; "
-        "ratio: to the ANN of the same architecture (hybrid: the MLP with ReLU, its ANN row is the reference; "
-        "its accuracy uses the SNN's weights, untrained as an ANN)"
-    )
-    (cfg.output / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-    _plot(cfg.output, sweep, rows, rates)
-    print(f"wrote {cfg.output / 'results.json'}, accuracy_vs_timesteps.png, spike_rates.png "
-          f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
-    return rows
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snn-ext", description="snn-ext command line.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    q = sub.add_parser(
-        "quickstart",
-        help="offline digits pipeline: ANN, conversion, DIET-SNN fine-tune, hybrid SNN; table + JSON + plots",
-        description=__doc__,
+    d = quickstart.QuickstartConfig()
+    q = argparse.ArgumentParser(
+        prog="snn-ext quickstart",
+        description=quickstart.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d = QuickstartConfig()
-    q.add_argument("--framework", choices=FRAMEWORKS, default=d.framework, help="framework face of the SNNs")
+    q.add_argument("--framework", choices=quickstart.FRAMEWORKS, default=d.framework, help="framework face")
     q.add_argument("--seed", type=int, default=d.seed)
     q.add_argument("--output", type=Path, default=d.output, help="folder for results.json, plots and CSV logs")
     q.add_argument("--ann-epochs", type=int, default=d.ann_epochs)
@@ -280,27 +153,44 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--scaling-factor", type=float, default=d.scaling_factor, help="percentile conversion scale")
     q.add_argument("--sweep", type=int, nargs="+", default=list(d.sweep), help="T values of the accuracy-vs-T plot")
     q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress, help="progress bars")
-    return parser
+    return q
+
+
+def _quickstart(argv: list[str]) -> None:
+    from snn_ext import quickstart
+
+    parser = _quickstart_parser()
+    args = parser.parse_args(argv)
+    for name in ("ann_epochs", "finetune_epochs", "hybrid_epochs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    options = vars(args) | {"sweep": tuple(args.sweep)}
+    quickstart.quickstart(quickstart.QuickstartConfig(**options))
+
+
+_USAGE = f"""usage: snn-ext {{quickstart,{",".join(SUBCOMMANDS)}}} ...
+
+  quickstart        offline digits pipeline: ANN, conversion, DIET-SNN fine-tune, hybrid SNN; table + JSON + plots
+  {"|".join(SUBCOMMANDS)}
+                    LightningCLI: snn-ext fit -c {RECIPE} [--stage NAME] [options]
+
+'snn-ext quickstart --help' and 'snn-ext fit --help' list the options."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``snn-ext`` console script."""
-    args = _parser().parse_args(argv)
-    for name in ("ann_epochs", "finetune_epochs", "hybrid_epochs"):
-        if getattr(args, name) < 1:
-            _parser().error(f"--{name.replace('_', '-')} must be >= 1")
-    cfg = QuickstartConfig(
-        framework=args.framework,
-        seed=args.seed,
-        output=args.output,
-        ann_epochs=args.ann_epochs,
-        finetune_epochs=args.finetune_epochs,
-        hybrid_epochs=args.hybrid_epochs,
-        scaling_factor=args.scaling_factor,
-        sweep=tuple(args.sweep),
-        progress=args.progress,
-    )
-    quickstart(cfg)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "quickstart":
+        _quickstart(rest)
+    elif command in SUBCOMMANDS:
+        _lightning_cli(argv)
+    else:
+        print(f"snn-ext: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,5 +1,7 @@
 """snn_ext.lightning: the digits DataModule, ANNModule and SNNModule (fast_dev_run), the DIET leak clamp."""
 
+from functools import partial
+
 import lightning as L
 import pytest
 import torch
@@ -53,12 +55,15 @@ def test_digits_datamodule_rejects_bad_options(kwargs, match):
 
 
 def test_ann_module_fast_dev_run_logs_accuracy():
-    module = ANNModule(small_vgg(), lr=1e-3, max_epochs=2)
-    assert module.hparams.lr == 1e-3
+    optimizer = partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    module = ANNModule(small_vgg(), optimizer, partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
     assert "net" not in module.hparams
     run = trainer(fast_dev_run=2)
     run.fit(module, datamodule=DigitsDataModule(batch_size=16))
     assert {"train/loss", "val/acc"} <= set(run.callback_metrics)
+    assert isinstance(run.optimizers[0], torch.optim.SGD)
+    assert run.optimizers[0].param_groups[0]["momentum"] == 0.9
+    assert isinstance(run.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.StepLR)
     run.test(module, datamodule=DigitsDataModule(batch_size=16), verbose=False)
     assert 0.0 <= run.callback_metrics["test/acc"].item() <= 1.0
 
@@ -77,8 +82,8 @@ def test_snn_module_trains_converted_model_and_clamps_leaks(target):
     trainer(fast_dev_run=1).fit(module, datamodule=data)
     assert all((leak <= 1.0).all() for leak in leaks)
     assert not torch.equal(weight, next(snn.parameters()))  # the weights were updated
-    assert module.hparams.amsgrad
-    assert module.hparams.lr == 1e-4
+    defaults = module.trainer.optimizers[0].defaults  # DIET-SNN's optimizer by default
+    assert (defaults["lr"], defaults["amsgrad"]) == (1e-4, True)
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])
@@ -86,14 +91,14 @@ def test_single_spike_mlp_trains_with_snn_module(framework):
     torch.manual_seed(0)
     net = SingleSpikeMLP(framework, timesteps=3)
     assert net(torch.rand(4, 1, 8, 8)).shape == (4, 10)
-    trainer(fast_dev_run=2).fit(SNNModule(net, lr=1e-3), datamodule=DigitsDataModule(batch_size=16))
+    trainer(fast_dev_run=2).fit(
+        SNNModule(net, partial(torch.optim.Adam, lr=1e-3)), datamodule=DigitsDataModule(batch_size=16)
+    )
 
 
 def test_clear_errors():
     with pytest.raises(TypeError, match="no 'timesteps'"):
         SNNModule(torch.nn.Linear(2, 2), timesteps=2)
-    with pytest.raises(ValueError, match="lr must be > 0"):
-        ANNModule(torch.nn.Linear(2, 2), lr=0.0)
     with pytest.raises(ValueError, match="framework"):
         SingleSpikeMLP("brian2")
     with pytest.raises(ValueError, match="timesteps must be >= 2"):

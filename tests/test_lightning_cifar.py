@@ -1,34 +1,14 @@
 """CIFARDataModule on a tiny generated CIFAR-10 written in the real on-disk (pickle) format."""
 
-import pickle
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
+from fake_data import write_fake_cifar
 
 from snn_ext.lightning import CIFARDataModule
 
 
-def write_fake_cifar10(root: Path, per_batch: int = 4) -> Path:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        entry = {
-            "batch_label": name,
-            "labels": rng.integers(0, 10, per_batch).tolist(),
-            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-            "filenames": [f"{name}_{i}.png" for i in range(per_batch)],
-        }
-        (folder / name).write_bytes(pickle.dumps(entry))
-    meta = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_batch, "num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
-    return folder
-
-
 def test_loads_real_layout_with_augmentation(tmp_path):
-    write_fake_cifar10(tmp_path)
+    write_fake_cifar(tmp_path)
     data = CIFARDataModule(tmp_path, batch_size=8)
     data.setup("fit")
     assert len(data.train_set) == 20
@@ -43,7 +23,7 @@ def test_loads_real_layout_with_augmentation(tmp_path):
 
 
 def test_missing_files_name_what_to_put_where(tmp_path):
-    folder = write_fake_cifar10(tmp_path)
+    folder = write_fake_cifar(tmp_path)
     (folder / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3") as info:
         CIFARDataModule(tmp_path).setup()
@@ -54,7 +34,7 @@ def test_missing_files_name_what_to_put_where(tmp_path):
 
 
 def test_corrupt_file_is_reported(tmp_path):
-    folder = write_fake_cifar10(tmp_path)
+    folder = write_fake_cifar(tmp_path)
     (folder / "test_batch").write_bytes(b"not a pickle")
     data = CIFARDataModule(tmp_path)
     with pytest.raises(RuntimeError, match="corrupt"):
@@ -73,7 +53,7 @@ def test_ann_module_fast_dev_run_on_fake_cifar(tmp_path):
     from snn_ext.lightning import ANNModule
     from snn_ext.models import VGG
 
-    write_fake_cifar10(tmp_path)
+    write_fake_cifar(tmp_path)
     net = VGG("vgg_small", 10, 3, 32, batch_norm=True, classifier_width=16)
     trainer = L.Trainer(
         accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False

@@ -10,6 +10,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from snn_ext.conversion.spiking_model import SequenceDropout
 from snn_ext.models.activations import ClippedReLU
 
 __all__ = [
@@ -26,15 +27,24 @@ __all__ = [
 ACTIVATIONS = (nn.ReLU, ClippedReLU)
 """Activation modules that become spiking neurons."""
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_TRANSPARENT_MODULES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten)
-_REMOVED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+_TRANSPARENT_MODULES = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    SequenceDropout,
+)
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _TRANSPARENT_FUNCTIONS = (torch.flatten,)
 _TRANSPARENT_METHODS = ("flatten", "view", "reshape")
 _ADD = (operator.add, torch.add)
 SUPPORTED = (
     "modules: Conv1d/2d/3d, Linear, ReLU, snn_ext.models.ClippedReLU, AvgPool1d/2d, AdaptiveAvgPool2d, "
-    "MaxPool1d/2d, Flatten, Dropout, Identity, BatchNorm directly after a conv/linear layer (folded); "
+    "MaxPool1d/2d, Flatten, Dropout/Dropout1d/Dropout2d (mask fixed across time steps), Identity, "
+    "BatchNorm directly after a conv/linear layer (folded); "
     "functions: torch.flatten, + / torch.add (residual connections); "
     "tensor methods: flatten, view, reshape, size"
 )
@@ -105,12 +115,19 @@ def _fold_batch_norms(gm: fx.GraphModule) -> None:
         gm.graph.erase_node(node)
 
 
-def _remove_identities(gm: fx.GraphModule) -> None:
+def _replace_dropouts_and_identities(gm: fx.GraphModule) -> None:
+    """Remove ``Identity``; turn each ``Dropout`` into a :class:`SequenceDropout` (mask fixed across T)."""
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
-        if node.op == "call_module" and isinstance(modules.get(node.target), _REMOVED_MODULES):
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, nn.Identity):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
+        elif isinstance(module, _DROPOUTS):
+            parent, _, name = node.target.rpartition(".")
+            dropout = SequenceDropout(module.p, channelwise=not isinstance(module, nn.Dropout))
+            dropout.train(module.training)
+            setattr(gm.get_submodule(parent) if parent else gm, name, dropout)
 
 
 def _check_supported(gm: fx.GraphModule) -> None:
@@ -134,9 +151,12 @@ def _check_supported(gm: fx.GraphModule) -> None:
 
 
 def prepare_graph(gm: fx.GraphModule) -> PreparedANN:
-    """Fold BatchNorm, drop Dropout/Identity, check every layer, and list the activations (in place)."""
+    """Fold BatchNorm, drop Identity, make Dropout a SequenceDropout, check the layers, list the activations.
+
+    Works in place on ``gm``.
+    """
     _fold_batch_norms(gm)
-    _remove_identities(gm)
+    _replace_dropouts_and_identities(gm)
     _check_supported(gm)
     gm.graph.lint()
     gm.delete_all_unused_submodules()

@@ -2,8 +2,16 @@
 
 Each method computes one :class:`~snn_ext.core.calibration.LayerScale` (threshold, spike amplitude) per
 activation layer from calibration batches; :meth:`ConversionMethod.convert` then swaps the activations
-for integrate-and-fire DIET neurons of the chosen framework, folds the amplitudes into the next layers'
-weights and wraps the result as a :class:`~snn_ext.conversion.SpikingModel`.
+for integrate-and-fire neurons of the chosen framework (DIET, or fire-once with ``neuron="single_spike"``),
+folds the amplitudes into the next layers' weights and wraps the result as a
+:class:`~snn_ext.conversion.SpikingModel` (with a fire-once output neuron for ``readout="spike_time"``).
+
+Single-spike hybrid conversion (Datta, Kundu & Beerel 2021): with ``neuron="single_spike"`` the partly
+converted SNN that ``percentile`` runs for calibration uses fire-once neurons too (and the chosen encoder,
+e.g. ``"hybrid"``), so each layer's threshold comes from the currents it will really see; the rule itself
+(percentile of the per-step current, maximum over steps) is DIET-SNN's, as in the paper's pipeline. With
+``readout="spike_time"`` the output neuron's threshold is calibrated by the same rule on the output layer's
+current in the fully converted SNN (:meth:`ConversionMethod.output_threshold`).
 """
 
 from __future__ import annotations
@@ -17,10 +25,18 @@ from torch import fx, nn
 from tqdm.auto import tqdm
 
 from snn_ext.conversion.graph import PreparedANN, fold_amplitudes, prepare
-from snn_ext.conversion.spiking_model import TARGETS, SpikingModel, make_neuron, resolve_encoder
+from snn_ext.conversion.spiking_model import (
+    TARGETS,
+    SpikingModel,
+    check_neuron_options,
+    make_neuron,
+    resolve_encoder,
+)
 from snn_ext.core.calibration import LayerScale, ThresholdFit, percentile
 from snn_ext.core.checks import check_num_steps
-from snn_ext.core.neuron import diet_lif_multistep
+from snn_ext.core.encoding import hybrid
+from snn_ext.core.neuron import SingleSpikeState, diet_lif_multistep, single_spike_lif_multistep
+from snn_ext.core.surrogate import SpikeTimeRecord
 from snn_ext.models.activations import ClippedReLU
 
 __all__ = [
@@ -93,9 +109,63 @@ def _device(module: nn.Module) -> torch.device:
 class ConversionMethod:
     """Base class of the conversion methods; subclasses implement :meth:`scales`."""
 
-    def scales(self, prepared: PreparedANN, batches: Batches, timesteps: int, encoder: Callable) -> list[LayerScale]:
-        """One ``LayerScale`` per entry of ``prepared.sites``."""
+    output_percentile: float = 99.7
+    """Percentile of the output layer's per-step current that sets the threshold of the spike-time read-out."""
+    output_scaling: float = 1.0
+    """Factor on that threshold."""
+    supports_single_spike: bool = True
+    """Whether :meth:`scales` can calibrate fire-once neurons (``neuron="single_spike"``)."""
+
+    def scales(
+        self, prepared: PreparedANN, batches: Batches, timesteps: int, encoder: Callable, neuron: str = "diet"
+    ) -> list[LayerScale]:
+        """One ``LayerScale`` per entry of ``prepared.sites``; ``neuron`` is the kind the SNN will have."""
         raise NotImplementedError
+
+    def check_options(self, neuron: str, readout: str, kappa: float | None, timesteps: int) -> float | None:
+        """Check the neuron/read-out options for this method (see ``check_neuron_options``); return ``kappa``."""
+        kappa = check_neuron_options(neuron, readout, kappa, timesteps)
+        if neuron == "single_spike" and not self.supports_single_spike:
+            raise ValueError(
+                f"method {type(self).__name__} fits thresholds to a rate code and cannot calibrate fire-once "
+                "neurons: use neuron='single_spike' with method 'percentile' (DIET-SNN's rule, the single-spike "
+                "paper's initialisation) or 'max'"
+            )
+        return kappa
+
+    def output_threshold(
+        self,
+        prepared: PreparedANN,
+        scales: list[LayerScale],
+        batches: Batches,
+        timesteps: int,
+        encoder: Callable,
+        neuron: str = "diet",
+    ) -> float:
+        """Threshold of the fire-once output neuron of ``readout="spike_time"``.
+
+        Runs the fully converted SNN (every activation spiking with ``scales``, neurons of kind ``neuron``)
+        on the calibration data and applies DIET-SNN's rule to the output layer's input current: the
+        :attr:`output_percentile`-th percentile at each step, the maximum over steps, the mean over
+        batches, times :attr:`output_scaling` (``percentile`` uses its own percentile and scaling factor,
+        ``max`` the peak, ``distribution_aware`` 99.7).
+        """
+        graph = copy.deepcopy(prepared.graph)
+        for site, scale in zip(prepared.sites, scales, strict=True):
+            _replace(graph, site, _SpikingSite(scale, timesteps, neuron))
+        values = []
+        with torch.no_grad():
+            for x in batches:
+                currents = graph(encoder(x.to(_device(graph)), timesteps).flatten(0, 1))
+                steps = currents.unflatten(0, (timesteps, -1))
+                values.append(max(percentile(c, self.output_percentile) for c in steps))
+        value = sum(values) / len(values)
+        if value <= 0:
+            raise ValueError(
+                f"the output layer's {self.output_percentile}th-percentile current is {value:.4g} <= 0 on the "
+                "calibration data; cannot set the threshold of readout='spike_time'"
+            )
+        return self.output_scaling * value
 
     def convert(
         self,
@@ -106,6 +176,10 @@ class ConversionMethod:
         encoder: str | Callable = "direct",
         max_batches: int | None = None,
         progress: bool = False,
+        *,
+        neuron: str = "diet",
+        readout: str = "mean",
+        kappa: float | None = None,
     ) -> SpikingModel:
         """Convert ``ann`` (never modified) into a :class:`SpikingModel` with neurons of ``target``.
 
@@ -118,33 +192,59 @@ class ConversionMethod:
             encoder: ``"direct"`` (default), ``"hybrid"`` or a callable ``(x, T) -> [T, B, ...]``.
             max_batches: use at most this many calibration batches.
             progress: show a progress bar over the calibration batches.
+            neuron: ``"diet"`` (integrate-and-fire DIET neurons) or ``"single_spike"`` (fire-once neurons with
+                the STDB surrogate).
+            readout: ``"mean"`` (logits = output current averaged over ``T``) or ``"spike_time"`` (fire-once
+                output neurons, logits = integrated membrane - ``kappa`` * first spike time; ``T >= 2``).
+            kappa: for ``readout="spike_time"`` only; default 1.0.
         """
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-        check_num_steps(timesteps, 1, "timesteps")
         encode = resolve_encoder(encoder)
+        check_num_steps(timesteps, 2 if encode is hybrid else 1, "timesteps")
+        kappa = self.check_options(neuron, readout, kappa, timesteps)
         prepared = prepare(ann)
-        scales = self.scales(prepared, Batches(calibration_data, max_batches, progress), timesteps, encode)
-        return build_spiking_model(prepared, scales, timesteps, target, encode)
+        batches = Batches(calibration_data, max_batches, progress)
+        scales = self.scales(prepared, batches, timesteps, encode, neuron=neuron)
+        output_threshold = None
+        if readout == "spike_time":
+            output_threshold = self.output_threshold(prepared, scales, batches, timesteps, encode, neuron)
+        return build_spiking_model(prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa)
 
 
 def build_spiking_model(
-    prepared: PreparedANN, scales: list[LayerScale], timesteps: int, target: str, encoder: Callable
+    prepared: PreparedANN,
+    scales: list[LayerScale],
+    timesteps: int,
+    target: str,
+    encoder: Callable,
+    neuron: str = "diet",
+    output_threshold: float | None = None,
+    kappa: float | None = None,
 ) -> SpikingModel:
-    """Replace each activation with a neuron (threshold from ``scales``), fold amplitudes, wrap."""
+    """Replace each activation with a neuron of kind ``neuron`` (threshold from ``scales``), fold
+    amplitudes, wrap. ``output_threshold`` given: add a fire-once output neuron (``readout="spike_time"``)."""
     graph = prepared.graph
     for site, scale in zip(prepared.sites, scales, strict=True):
-        parent, _, name = site.rpartition(".")
-        neuron = make_neuron(target, scale.threshold, timesteps, scale.initial_fraction)
-        setattr(graph.get_submodule(parent) if parent else graph, name, neuron)
+        _replace(graph, site, make_neuron(target, scale.threshold, timesteps, scale.initial_fraction, neuron))
     fold_amplitudes(graph, {site: scale.amplitude for site, scale in zip(prepared.sites, scales, strict=True)})
-    return SpikingModel(graph, timesteps, encoder, target).to(_device(graph))
+    output_neuron = None
+    if output_threshold is not None:
+        output_neuron = make_neuron(target, output_threshold, timesteps, neuron="single_spike")
+    kappa = 1.0 if kappa is None else kappa
+    return SpikingModel(graph, timesteps, encoder, target, neuron, output_neuron, kappa).to(_device(graph))
 
 
 class MaxConversion(ConversionMethod):
-    """Data-based normalisation: threshold = amplitude = the layer's largest DNN pre-activation."""
+    """Data-based normalisation: threshold = amplitude = the layer's largest DNN pre-activation.
 
-    def scales(self, prepared, batches, timesteps, encoder):
+    The same thresholds for both neuron kinds; the spike-time read-out's threshold is the peak of the
+    output layer's per-step current in the converted SNN.
+    """
+
+    output_percentile = 100.0
+
+    def scales(self, prepared, batches, timesteps, encoder, neuron="diet"):
         return [LayerScale(peak, peak) for peak in _peaks(prepared, batches).values()]
 
 
@@ -174,16 +274,21 @@ def _positive_peak(site: str, value: float) -> float:
 
 
 class _SpikingSite(nn.Module):
-    """Calibration stand-in for an activation: a DIET IF neuron on ``[T * B, ...]``, output scaled."""
+    """Calibration stand-in for an activation: an IF neuron on ``[T * B, ...]`` (DIET, or fire-once for
+    ``neuron="single_spike"``), output scaled."""
 
-    def __init__(self, scale: LayerScale, timesteps: int) -> None:
+    def __init__(self, scale: LayerScale, timesteps: int, neuron: str = "diet") -> None:
         super().__init__()
-        self.scale, self.timesteps = scale, timesteps
+        self.scale, self.timesteps, self.neuron = scale, timesteps, neuron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
         start = torch.full_like(x_seq[0], self.scale.initial_fraction * self.scale.threshold)
-        spikes = diet_lif_multistep(x_seq, start, 1.0, self.scale.threshold).spikes
+        if self.neuron == "single_spike":
+            state = SingleSpikeState(start, SpikeTimeRecord(start), 0)
+            spikes = single_spike_lif_multistep(x_seq, state, 1.0, self.scale.threshold).spikes
+        else:
+            spikes = diet_lif_multistep(x_seq, start, 1.0, self.scale.threshold).spikes
         return spikes.flatten(0, 1) * self.scale.amplitude
 
 
@@ -195,7 +300,8 @@ class PercentileConversion(ConversionMethod):
     each step, the maximum over steps, the mean over calibration batches, and multiply by
     ``scaling_factor``. Threshold and amplitude are that value (DIET-SNN keeps unit spikes and unscaled
     weights, which gives the same spikes: the neuron is invariant to a common scale of its input and
-    threshold).
+    threshold). With ``neuron="single_spike"`` the earlier layers of that SNN fire at most once, as in the
+    result; the spike-time read-out's threshold follows the same rule on the output layer.
 
     Args:
         percentile: in ``(0, 100]``; DIET-SNN uses 99.7.
@@ -209,8 +315,9 @@ class PercentileConversion(ConversionMethod):
         if not scaling_factor > 0:
             raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}")
         self.percentile, self.scaling_factor = percentile, scaling_factor
+        self.output_percentile, self.output_scaling = percentile, scaling_factor
 
-    def scales(self, prepared, batches, timesteps, encoder):
+    def scales(self, prepared, batches, timesteps, encoder, neuron="diet"):
         graph = copy.deepcopy(prepared.graph)
         scales: list[LayerScale] = []
         for site in prepared.sites:
@@ -220,7 +327,7 @@ class PercentileConversion(ConversionMethod):
                 values.append(max(percentile(c, self.percentile) for c in currents.unflatten(0, (timesteps, -1))))
             value = self.scaling_factor * _capped(prepared, site, _positive_peak(site, sum(values) / len(values)))
             scales.append(LayerScale(value, value))
-            _replace(graph, site, _SpikingSite(scales[-1], timesteps))
+            _replace(graph, site, _SpikingSite(scales[-1], timesteps, neuron))
         return scales
 
 
@@ -232,16 +339,22 @@ def _replace(graph: fx.GraphModule, target: str, module: nn.Module) -> None:
 class DistributionAwareConversion(ConversionMethod):
     """Datta & Beerel (2022): fit each layer's threshold and spike amplitude to its input distribution.
 
-    Train the DNN with :class:`~snn_ext.models.ClippedReLU` (its clip is the layer's ``mu``; for a plain
-    ReLU the largest calibration pre-activation is used). Layer by layer, the DNN's pre-activations and the
-    partly converted SNN's input currents are streamed into a
+    Train the DNN with :class:`~snn_ext.models.ClippedReLU`. The layer's ``mu`` is its clip, or the largest
+    calibration pre-activation where that is smaller (always, for a plain ReLU). Layer by layer, the DNN's
+    pre-activations and the partly converted SNN's input currents are streamed into a
     :class:`~snn_ext.core.calibration.ThresholdFit`, which picks threshold ``alpha * mu``, amplitude
     ``beta * mu`` and the initial potential for the target ``T`` (objective in :mod:`snn_ext.core.calibration`).
+
+    Its objective models a rate code (up to ``T`` spikes per neuron), so it does not calibrate fire-once
+    neurons: ``neuron="single_spike"`` is refused (use ``percentile``). The spike-time read-out's threshold
+    uses DIET-SNN's rule (99.7th percentile).
 
     Args:
         shifts: candidate initial potentials as fractions of the threshold; ``(0.0,)`` keeps every
             neuron starting at 0 as in the paper, the default also tries half the threshold.
     """
+
+    supports_single_spike = False
 
     def __init__(self, shifts: tuple[float, ...] = (0.0, 0.5)) -> None:
         if not shifts or any(not 0 <= shift < 1 for shift in shifts):
@@ -250,7 +363,7 @@ class DistributionAwareConversion(ConversionMethod):
         self.errors: dict[str, float] = {}
         """Mean squared fit error per layer (units of mu**2), filled by the last conversion."""
 
-    def scales(self, prepared, batches, timesteps, encoder):
+    def scales(self, prepared, batches, timesteps, encoder, neuron="diet"):
         clips = self._clips(prepared, batches)
         snn = copy.deepcopy(prepared.graph)
         scales = []
@@ -267,12 +380,11 @@ class DistributionAwareConversion(ConversionMethod):
 
     @staticmethod
     def _clips(prepared: PreparedANN, batches: Batches) -> dict[str, float]:
-        """``mu`` per activation: the ClippedReLU clip, or the largest pre-activation for a ReLU."""
-        modules = {site: prepared.graph.get_submodule(site) for site in prepared.sites}
-        if all(isinstance(m, ClippedReLU) for m in modules.values()):
-            return {site: module.clip.item() for site, module in modules.items()}
-        peaks = _peaks(prepared, batches)
-        return {site: m.clip.item() if isinstance(m, ClippedReLU) else peaks[site] for site, m in modules.items()}
+        """``mu`` per activation: the largest activation it can output on the data, i.e. the largest
+        pre-activation, capped at the ClippedReLU's clip (``clip(x, 0, mu)`` is unchanged by this ``mu``; for a
+        network whose activations stay far below its clips, e.g. early in training, the clip would put every
+        candidate threshold out of reach)."""
+        return _peaks(prepared, batches)
 
 
 def _input_of(graph: fx.GraphModule, site: str, x: torch.Tensor) -> torch.Tensor:

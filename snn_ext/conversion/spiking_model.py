@@ -9,20 +9,39 @@ from torch import fx, nn
 
 from snn_ext.core.checks import check_num_steps
 from snn_ext.core.encoding import direct, hybrid
+from snn_ext.core.loss import spike_time_membrane_logits
 
-__all__ = ["ENCODERS", "TARGETS", "SpikingModel", "TimeBatchedNeuron", "make_neuron"]
+__all__ = [
+    "ENCODERS",
+    "NEURONS",
+    "READOUTS",
+    "TARGETS",
+    "SequenceDropout",
+    "SpikingModel",
+    "TimeBatchedNeuron",
+    "check_neuron_options",
+    "make_neuron",
+]
 
 TARGETS = ("snntorch", "spikingjelly")
 ENCODERS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {"direct": direct, "hybrid": hybrid}
+NEURONS = ("diet", "single_spike")
+"""``"diet"``: integrate-and-fire DIET neurons (rate code). ``"single_spike"``: fire-once DIET neurons with
+the STDB surrogate (single-spike hybrid encoding, Datta, Kundu & Beerel 2021)."""
+READOUTS = ("mean", "spike_time")
+"""``"mean"``: logits = the output layer's current averaged over ``T``. ``"spike_time"``: the output layer
+is a fire-once neuron too and logits = ``integrated membrane - kappa * first spike time``."""
 
 
 class TimeBatchedNeuron(nn.Module):
     """Runs a framework neuron in multi-step mode inside a graph whose tensors merge time into the batch.
 
     Input and output ``[T * B, ...]`` (step-major); each call is one whole sequence, so the neuron's
-    state is reset first, to ``initial_fraction * threshold``. ``neuron`` is a
-    :class:`~snn_ext.snntorch.DietLeaky` or a :class:`~snn_ext.spikingjelly.DietLIFNode` (the
-    multi-step paths of both frameworks).
+    state is reset first: the potential to ``initial_fraction * threshold`` and, for the fire-once
+    neurons, the spike-time record and the step counter (a new sequence in which nobody has fired).
+    ``neuron`` is a :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.snntorch.SingleSpikeLeaky`
+    or a :class:`~snn_ext.spikingjelly.DietLIFNode` / :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode`
+    (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential.
     """
 
     def __init__(self, neuron: nn.Module, timesteps: int, initial_fraction: float = 0.0) -> None:
@@ -34,13 +53,24 @@ class TimeBatchedNeuron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
         if hasattr(self.neuron, "forward_sequence"):  # snnTorch face
+            # A new potential tensor also starts a new fire-once sequence (fresh record, step 0).
             self.neuron.mem = self._start(x_seq, self.neuron.threshold)
             spikes = self.neuron.forward_sequence(x_seq)
-        else:  # SpikingJelly face, step_mode 'm'
+        else:  # SpikingJelly face, step_mode 'm'; reset() also clears the fire-once record and step
             self.neuron.reset()
             self.neuron.v = self._start(x_seq, self.neuron.v_threshold)
             spikes = self.neuron(x_seq)
         return spikes.flatten(0, 1)
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The neuron's (trainable) threshold."""
+        return self.neuron.threshold if hasattr(self.neuron, "forward_sequence") else self.neuron.v_threshold
+
+    @property
+    def potential(self) -> torch.Tensor:
+        """``[B, ...]`` membrane potential after the last step of the last call (after its reset)."""
+        return self.neuron.mem if hasattr(self.neuron, "forward_sequence") else self.neuron.v
 
     def _start(self, x_seq: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x_seq[0]) + self.initial_fraction * threshold
@@ -49,19 +79,90 @@ class TimeBatchedNeuron(nn.Module):
         return f"timesteps={self.timesteps}, initial_fraction={self.initial_fraction}"
 
 
-def make_neuron(target: str, threshold: float, timesteps: int, initial_fraction: float = 0.0) -> TimeBatchedNeuron:
-    """An integrate-and-fire DIET neuron (leak 1, trainable leak and threshold) of ``target``."""
+class SequenceDropout(nn.Module):
+    """Dropout with one mask per sample, drawn once per sequence and reused at every time step (DIET-SNN).
+
+    Input and output ``[T * B, ...]`` (step-major). In training mode each sample's mask ``[B, ...]`` zeroes
+    elements with probability ``p`` and scales the rest by ``1 / (1 - p)``, identically at all ``T`` steps
+    (``channelwise``: one draw per channel, as ``nn.Dropout1d/2d``); in eval mode it is the identity. The
+    converter puts one wherever the ANN had a ``Dropout``, with the ANN's ``p``.
+    """
+
+    def __init__(self, p: float, timesteps: int = 1, channelwise: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        self.p, self.timesteps, self.channelwise = p, timesteps, channelwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        x_seq = x.unflatten(0, (self.timesteps, -1))
+        shape = x_seq.shape[1:3] + (1,) * (x_seq.dim() - 3) if self.channelwise else x_seq.shape[1:]
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return (x_seq * mask).flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, timesteps={self.timesteps}, channelwise={self.channelwise}"
+
+
+def make_neuron(
+    target: str, threshold: float, timesteps: int, initial_fraction: float = 0.0, neuron: str = "diet"
+) -> TimeBatchedNeuron:
+    """An integrate-and-fire neuron (leak 1, trainable leak and threshold) of ``target``.
+
+    ``neuron="diet"``: :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.spikingjelly.DietLIFNode`
+    (triangle surrogate); ``"single_spike"``: :class:`~snn_ext.snntorch.SingleSpikeLeaky` /
+    :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode` (fire once per sequence, STDB surrogate).
+    """
+    _check_choice(neuron, NEURONS, "neuron")
     if target == "snntorch":
-        from snn_ext.snntorch import DietLeaky
+        from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
 
-        neuron = DietLeaky(beta=1.0, threshold=threshold, init_hidden=True)
+        cls = SingleSpikeLeaky if neuron == "single_spike" else DietLeaky
+        module = cls(beta=1.0, threshold=threshold, init_hidden=True)
     elif target == "spikingjelly":
-        from snn_ext.spikingjelly import DietLIFNode
+        from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode
 
-        neuron = DietLIFNode(leak=1.0, v_threshold=threshold, step_mode="m")
+        cls = SingleSpikeLIFNode if neuron == "single_spike" else DietLIFNode
+        module = cls(leak=1.0, v_threshold=threshold, step_mode="m")
     else:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    return TimeBatchedNeuron(neuron, timesteps, initial_fraction)
+    return TimeBatchedNeuron(module, timesteps, initial_fraction)
+
+
+def _check_choice(value: object, choices: tuple[str, ...], name: str) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_neuron_options(neuron: str, readout: str, kappa: float | None, timesteps: int) -> float | None:
+    """Check ``neuron``, ``readout``, ``kappa`` and ``timesteps`` together; return ``kappa`` (1.0 by default
+    for ``readout="spike_time"``, ``None`` for ``"mean"``).
+
+    Raises:
+        ValueError: an unknown ``neuron`` or ``readout``; ``kappa`` with ``readout="mean"`` or not a number
+            >= 0; ``readout="spike_time"`` with ``timesteps < 2``.
+    """
+    _check_choice(neuron, NEURONS, "neuron")
+    _check_choice(readout, READOUTS, "readout")
+    if readout == "mean":
+        if kappa is not None:
+            raise ValueError("kappa weighs the output spike time: it applies only to readout='spike_time'")
+        return None
+    kappa = 1.0 if kappa is None else kappa
+    if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not kappa >= 0:
+        raise ValueError(f"kappa must be a number >= 0, got {kappa!r}")
+    _check_spike_time_steps(timesteps)
+    return float(kappa)
+
+
+def _check_spike_time_steps(timesteps: int) -> None:
+    if isinstance(timesteps, int) and not isinstance(timesteps, bool) and timesteps < 2:
+        raise ValueError(
+            f"readout='spike_time' needs timesteps >= 2 (a spike time over a single step carries no "
+            f"information), got {timesteps!r}"
+        )
 
 
 def resolve_encoder(encoder: str | Callable[[torch.Tensor, int], torch.Tensor]):
@@ -77,15 +178,29 @@ class SpikingModel(nn.Module):
 
     The encoder turns the images into ``[T, B, ...]``; the graph runs with time merged into the batch
     (``[T * B, ...]``, so every conv/linear layer runs once per call); the spiking neurons run each whole
-    sequence; the output layer does not spike: the logits are its input current averaged over ``T``
-    (DIET-SNN sums over ``T`` instead, which only scales the logits). Neuron states are reset at every
-    call. Trainable end to end (weights, leaks, thresholds), e.g. for DIET-SNN fine-tuning.
+    sequence. Neuron states are reset at every call. Trainable end to end (weights, leaks, thresholds),
+    e.g. for DIET-SNN or single-spike fine-tuning.
+
+    Read-out of the output layer's current ``I [T, B, C]``:
+
+    * ``"mean"`` (no ``output_neuron``): the output layer does not spike; logits ``= I.mean(0)``
+      (DIET-SNN sums over ``T`` instead, which only scales the logits).
+    * ``"spike_time"`` (an ``output_neuron``, fire-once): the output layer spikes at most once; with its
+      spikes ``s [T, B, C]``, its final potential ``u_T`` and threshold ``theta``, the integrated membrane is
+      ``m = u_T + theta * s.sum(0)`` (the potential without the reset; ``I.sum(0)`` at leak 1) and the
+      logits are :func:`~snn_ext.core.loss.spike_time_membrane_logits` ``(s, m, kappa) = m - kappa *
+      t_first``, so plain cross-entropy on them is our spike-time + membrane loss for the single-spike
+      hybrid method (Datta, Kundu & Beerel 2021; their exact loss is unverified).
 
     Attributes:
-        timesteps: ``T``; assignable.
+        timesteps: ``T``; assignable (``>= 2`` with the hybrid encoder or the spike-time read-out).
         encoder: the callable ``(images, T) -> [T, B, ...]``.
         target: ``"snntorch"`` or ``"spikingjelly"``: the framework of the neurons inside.
+        neuron: ``"diet"`` or ``"single_spike"``: the kind of the hidden neurons.
+        readout: ``"mean"`` or ``"spike_time"``.
+        kappa: weight of one step of output spike time against one unit of membrane (``None`` for ``"mean"``).
         graph: the ``torch.fx.GraphModule`` with the neurons.
+        output_neuron: the fire-once :class:`TimeBatchedNeuron` of the spike-time read-out, else ``None``.
     """
 
     def __init__(
@@ -94,12 +209,23 @@ class SpikingModel(nn.Module):
         timesteps: int,
         encoder: str | Callable[[torch.Tensor, int], torch.Tensor] = "direct",
         target: str = "snntorch",
+        neuron: str = "diet",
+        output_neuron: TimeBatchedNeuron | None = None,
+        kappa: float = 1.0,
     ) -> None:
         super().__init__()
+        _check_choice(neuron, NEURONS, "neuron")
         self.graph = graph
         self.encoder = resolve_encoder(encoder)
         self.target = target
+        self.neuron = neuron
+        self.output_neuron = output_neuron
+        self.kappa = check_neuron_options(neuron, self.readout, kappa if output_neuron is not None else None, timesteps)
         self.timesteps = timesteps
+
+    @property
+    def readout(self) -> str:
+        return "mean" if self.output_neuron is None else "spike_time"
 
     @property
     def timesteps(self) -> int:
@@ -108,19 +234,29 @@ class SpikingModel(nn.Module):
     @timesteps.setter
     def timesteps(self, value: int) -> None:
         check_num_steps(value, 2 if self.encoder is hybrid else 1, "timesteps")
+        if self.output_neuron is not None:
+            _check_spike_time_steps(value)
         self._timesteps = value
-        for module in self.graph.modules():
-            if isinstance(module, TimeBatchedNeuron):
+        for module in self.modules():
+            if isinstance(module, (TimeBatchedNeuron, SequenceDropout)):
                 module.timesteps = value
 
     def neurons(self) -> list[nn.Module]:
-        """The framework neurons, in graph order."""
-        return [m.neuron for m in self.graph.modules() if isinstance(m, TimeBatchedNeuron)]
+        """The framework neurons, in graph order (the spike-time read-out's output neuron last)."""
+        return [m.neuron for m in self.modules() if isinstance(m, TimeBatchedNeuron)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x_seq = self.encoder(images, self.timesteps)
         out = self.graph(x_seq.flatten(0, 1))
-        return out.unflatten(0, (self.timesteps, images.shape[0])).mean(0)
+        if self.output_neuron is None:
+            return out.unflatten(0, (self.timesteps, images.shape[0])).mean(0)
+        spikes = self.output_neuron(out).unflatten(0, (self.timesteps, images.shape[0]))
+        integrated = self.output_neuron.potential + self.output_neuron.threshold * spikes.sum(0)
+        return spike_time_membrane_logits(spikes, integrated, self.kappa)
 
     def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, encoder={self.encoder.__name__}, target={self.target}"
+        text = (
+            f"timesteps={self.timesteps}, encoder={self.encoder.__name__}, target={self.target}, "
+            f"neuron={self.neuron}, readout={self.readout}"
+        )
+        return text + (f", kappa={self.kappa}" if self.output_neuron is not None else "")

@@ -18,6 +18,10 @@ SpikingJelly's multi-step mode):
 
 Energy: ``MACs * mac_pj + ACs * ac_pj`` with :class:`EnergyTable` (default: 45 nm, 32-bit float,
 Horowitz 2014: MAC 4.6 pJ, AC 0.9 pJ).
+
+Each layer also counts ``inputs`` (input elements of every slice) and ``dense_macs`` (every slice counted
+as MACs: the iso-architecture ANN, ``T`` times); :func:`snn_ext.energy.report` turns the counts into
+numbers per image.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ class LayerOps:
     """Spikes that arrived at the layer."""
     binary_inputs: int = 0
     """Spike opportunities seen in binary slices (neurons x samples x steps; before any average pooling)."""
+    inputs: int = 0
+    """Input elements seen in all slices, binary or analog (neurons x samples x steps; before any average
+    pooling). ``inputs / (steps * samples)`` is the number of input neurons of one sample at one step."""
+    dense_macs: int = 0
+    """Multiply-accumulates had every slice been dense (analog): ``output elements * fan-in`` per slice,
+    summed over all slices. Divided by ``steps * samples`` it is the iso-architecture ANN's MACs per
+    sample, whatever the layout (per-step ``[B]`` calls, merged ``[T * B]`` or multi-step ``[T, B]``)."""
 
     @property
     def spike_rate(self) -> float:
@@ -122,8 +133,8 @@ class OpCounter:
     ) -> None:
         x = inputs[0]
         binary, spikes = self._slices(x)
-        if bool(binary.any()):  # keyed by storage: flatten/view keep it, so the next layer finds it
-            self._pooled[output.data_ptr()] = (torch.where(binary, spikes, -1), x.numel() // x.shape[0])
+        # keyed by storage: flatten/view keep it, so the next layer finds it (analog slices marked -1)
+        self._pooled[output.data_ptr()] = (torch.where(binary, spikes, -1), x.numel() // x.shape[0])
 
     def _hook(self, name: str, fan_in: int, fan_out: int):
         @torch.no_grad()
@@ -135,11 +146,15 @@ class OpCounter:
             if pooled is not None and pooled.shape == binary.shape:
                 binary, nonzeros, neurons = pooled >= 0, pooled.clamp(min=0), pooled_neurons
             spikes = int(nonzeros[binary].sum().item())
+            binary_slices = int(binary.sum().item())
+            dense = output[0].numel() * fan_in  # MACs of one slice computed densely
             ops = self.layers[name]
-            ops.macs += int((~binary).sum().item()) * (output[0].numel() * fan_in)
+            ops.macs += (len(binary) - binary_slices) * dense
             ops.acs += spikes * fan_out
             ops.input_spikes += spikes
-            ops.binary_inputs += int(binary.sum().item()) * neurons
+            ops.binary_inputs += binary_slices * neurons
+            ops.inputs += len(binary) * neurons
+            ops.dense_macs += len(binary) * dense
 
         return count
 

@@ -21,6 +21,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from snn_ext._optional import require
+from snn_ext.lightning.sampling import EpochSampler, ResumableDataLoader
 
 __all__ = ["CIFARDataModule"]
 
@@ -65,7 +66,9 @@ def _missing(root: Path, num_classes: int) -> list[Path]:
 
 
 class CIFARDataModule(L.LightningDataModule):
-    """CIFAR-10 or CIFAR-100: images ``[B, 3, 32, 32]`` (normalized per channel), labels ``[B]``.
+    """CIFAR-10 or CIFAR-100: images ``[B, 3, 32, 32]``, labels ``[B]``.
+
+    Images are normalized per channel (training-set mean and std) unless ``normalize=False``.
 
     Training augmentation (standard, as in DIET-SNN): random crop 32 with 4-pixel zero padding and random
     horizontal flip. Validation and test both use the official test split, unaugmented.
@@ -77,6 +80,8 @@ class CIFARDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         download: download the archive into ``root`` if missing (needs internet; off by default).
         seed: seed of the training-set shuffling.
+        normalize: subtract the per-channel mean and divide by the std; ``False`` keeps pixels in ``[0, 1]``
+            (needed by the hybrid encoder's time code).
 
     Raises:
         FileNotFoundError: (in ``setup``) files missing, listing each one and how to get them.
@@ -91,6 +96,7 @@ class CIFARDataModule(L.LightningDataModule):
         num_workers: int = 0,
         download: bool = False,
         seed: int = 0,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         if num_classes not in _STATS:
@@ -99,7 +105,7 @@ class CIFARDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.root, self.num_classes, self.batch_size = Path(root), num_classes, batch_size
-        self.num_workers, self.download, self.seed = num_workers, download, seed
+        self.num_workers, self.download, self.seed, self.normalize = num_workers, download, seed, normalize
         self.train_set: Any = None
         self.test_set: Any = None
 
@@ -128,11 +134,13 @@ class CIFARDataModule(L.LightningDataModule):
             return
         transforms = require("torchvision.transforms", "lightning")
         self._check_files()
-        normalize = transforms.Normalize(*_STATS[self.num_classes])
+        tensor = [transforms.ToTensor()]
+        if self.normalize:
+            tensor.append(transforms.Normalize(*_STATS[self.num_classes]))
         train_tf = transforms.Compose(
-            [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
+            [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *tensor]
         )
-        test_tf = transforms.Compose([transforms.ToTensor(), normalize])
+        test_tf = transforms.Compose(tensor)
         cls = _dataset_class(self.num_classes)
         try:
             self.train_set = cls(self.root, train=True, transform=train_tf)
@@ -145,14 +153,15 @@ class CIFARDataModule(L.LightningDataModule):
             ) from err
 
     def train_dataloader(self) -> DataLoader:
-        """Augmented, shuffled training batches ``(x [B, 3, 32, 32], y [B])``."""
-        import torch
+        """Augmented, shuffled training batches ``(x [B, 3, 32, 32], y [B])``.
 
+        Epoch ``e``'s order depends only on ``(seed, e)``, each DDP process gets its shard, and the loader
+        resumes mid-epoch from a Lightning checkpoint where it stopped (:mod:`snn_ext.lightning.sampling`).
+        The random crops and flips are not restored: they draw from the global random number generators.
+        """
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.train_set, self.batch_size, shuffle=True, num_workers=self.num_workers, generator=generator
-        )
+        sampler = EpochSampler(self.train_set, self.seed)
+        return ResumableDataLoader(self.train_set, self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         """The test split, in order."""

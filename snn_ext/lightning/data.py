@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from snn_ext.data import digits
+from snn_ext.lightning.sampling import EpochSampler, ResumableDataLoader
 
 __all__ = ["DigitsDataModule"]
 
@@ -57,9 +58,14 @@ class DigitsDataModule(L.LightningDataModule):
         return self.train_set, self.test_set
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches ``(x [B, 1, 8, 8], y [B])``, reproducible from ``seed``."""
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self._sets()[0], batch_size=self.batch_size, shuffle=True, generator=generator)
+        """Shuffled training batches ``(x [B, 1, 8, 8], y [B])``, reproducible from ``seed``.
+
+        Epoch ``e``'s order depends only on ``(seed, e)`` and, under DDP, each process gets its shard
+        (:class:`~snn_ext.lightning.sampling.EpochSampler`); the loader resumes mid-epoch from a Lightning
+        checkpoint exactly where it stopped (:class:`~snn_ext.lightning.sampling.ResumableDataLoader`).
+        """
+        train_set = self._sets()[0]
+        return ResumableDataLoader(train_set, batch_size=self.batch_size, sampler=EpochSampler(train_set, self.seed))
 
     def val_dataloader(self) -> DataLoader:
         """The test split, in order (digits has no validation split)."""

@@ -2,35 +2,42 @@
 
 Both take any ``net`` mapping images ``[B, ...]`` to logits ``[B, classes]`` and log ``train/loss``,
 ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss`` and ``test/acc`` (cross-entropy and top-1 accuracy,
-averaged over the epoch).
+averaged over the epoch and, under DDP, over the processes).
+
+Optimizer and learning-rate schedule are injected as callables, as LightningCLI does it: in Python
+``optimizer=functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9)``, in a YAML recipe
+``optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.01, momentum: 0.9}}``; the same for
+``scheduler`` (any ``torch.optim.lr_scheduler`` class, stepped once per epoch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 from snn_ext.core import clamp_leak_
+from snn_ext.lightning.converted import ConvertedSNN
 
 __all__ = ["ANNModule", "SNNModule"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
 class _Classifier(L.LightningModule):
     """Cross-entropy classification steps shared by :class:`ANNModule` and :class:`SNNModule`."""
 
-    def __init__(self, net: nn.Module, lr: float, weight_decay: float) -> None:
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None) -> None:
         super().__init__()
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, ...]`` -> logits ``[B, classes]``."""
@@ -42,8 +49,9 @@ class _Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(1) == labels).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=on_step, on_step=on_step, on_epoch=True, batch_size=len(labels))
-        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
+        log = {"on_epoch": True, "batch_size": len(labels), "sync_dist": not on_step}
+        self.log(f"{stage}/loss", loss, prog_bar=on_step, on_step=on_step, **log)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, **log)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -55,45 +63,56 @@ class _Classifier(L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+def _adam(lr: float, amsgrad: bool) -> OptimizerFactory:
+    def factory(parameters: Iterable) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=lr, amsgrad=amsgrad)
+
+    return factory
+
 
 class ANNModule(_Classifier):
-    """Trains an ANN with cross-entropy and Adam.
+    """Trains an ANN with cross-entropy.
 
     Args:
         net: the ANN, images ``[B, ...]`` -> logits ``[B, classes]`` (e.g. :class:`snn_ext.models.VGG`).
-        lr: Adam learning rate.
-        weight_decay: Adam (L2) weight decay.
-        max_epochs: if given, the learning rate follows a cosine schedule to 0 over this many epochs;
-            otherwise it is constant.
+        optimizer: ``parameters -> Optimizer``; default ``Adam(lr=1e-3)``.
+        scheduler: ``optimizer -> LRScheduler`` (stepped every epoch), e.g. ``CosineAnnealingLR``; default none.
     """
 
-    def __init__(self, net: nn.Module, lr: float = 3e-3, weight_decay: float = 0.0, max_epochs: int | None = None):
-        super().__init__(net, lr, weight_decay)
-        self.save_hyperparameters(ignore=["net"])
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if not self.hparams.max_epochs:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__(net, optimizer or _adam(1e-3, amsgrad=False), scheduler)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
 
 class SNNModule(_Classifier):
     """Fine-tunes an SNN by backpropagation through time (surrogate gradients), as DIET-SNN does.
 
-    Cross-entropy on the SNN's logits; Adam with AMSGrad (DIET-SNN: lr 1e-4); after every optimizer step
-    every leak in ``net`` is clamped to at most 1 (:func:`snn_ext.core.clamp_leak_`). Weights, leaks and
-    thresholds are all trained.
+    Cross-entropy on the SNN's logits; after every optimizer step every leak in ``net`` is clamped to at
+    most ``max_leak`` (:func:`snn_ext.core.clamp_leak_`). Weights, leaks and thresholds are all trained.
+    Dropout layers converted from the ANN draw one mask per sample and keep it for all ``T`` steps
+    (:class:`~snn_ext.conversion.SequenceDropout`).
 
     Args:
         net: the SNN, images ``[B, ...]`` -> logits ``[B, classes]``: a
-            :class:`~snn_ext.conversion.SpikingModel` from ``snn_ext.convert`` or any module with
-            snn-ext neurons.
+            :class:`~snn_ext.conversion.SpikingModel` from ``snn_ext.convert``, a
+            :class:`~snn_ext.lightning.ConvertedSNN` (converted from an ANN checkpoint when the Trainer
+            sets the module up, with calibration batches from the DataModule), or any module with snn-ext
+            neurons.
+        optimizer: ``parameters -> Optimizer``; default DIET-SNN's ``Adam(lr=1e-4, amsgrad=True)``.
+        scheduler: ``optimizer -> LRScheduler`` (stepped every epoch); default none.
         timesteps: if given, sets ``net.timesteps`` (the net must have that attribute).
-        lr: Adam learning rate.
-        weight_decay: Adam (L2) weight decay.
-        amsgrad: use AMSGrad (DIET-SNN: yes).
         max_leak: upper bound of the leaks after each step.
 
     ``net`` is put in training mode (``snn_ext.convert`` returns it in eval mode when the ANN was).
@@ -102,24 +121,34 @@ class SNNModule(_Classifier):
     def __init__(
         self,
         net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
         timesteps: int | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        amsgrad: bool = True,
         max_leak: float = 1.0,
     ) -> None:
-        super().__init__(net, lr, weight_decay)
+        super().__init__(net, optimizer or _adam(1e-4, amsgrad=True), scheduler)
         if timesteps is not None:
             if not hasattr(net, "timesteps"):
                 raise TypeError(f"timesteps={timesteps} given but {type(net).__name__} has no 'timesteps' attribute")
             net.timesteps = timesteps
         net.train()  # converted models come out of `snn_ext.convert` in eval mode, like the ANN they copy
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return torch.optim.Adam(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, amsgrad=hp.amsgrad)
+    def setup(self, stage: str) -> None:
+        """Convert a :class:`~snn_ext.lightning.ConvertedSNN` ``net`` (once) from the DataModule's batches."""
+        if isinstance(self.net, ConvertedSNN) and not self.net.built:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None:
+                raise RuntimeError(
+                    "SNNModule with a ConvertedSNN net needs a DataModule: trainer.fit(module, datamodule=...)"
+                )
+            # The training set in order, unsharded: every DDP process calibrates on the same images.
+            training = datamodule.train_dataloader()
+            calibration = DataLoader(training.dataset, batch_size=training.batch_size)
+            self.net.build(calibration, self.trainer.strategy.root_device)
+            self.net.train(self.training)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Clamp every leak to ``max_leak`` (runs after the batch's optimizer step)."""
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then clamp every leak to ``max_leak`` (before any callback, e.g. a checkpoint, sees the weights)."""
+        super().optimizer_step(*args, **kwargs)
         clamp_leak_(self.net, self.hparams.max_leak)

@@ -4,7 +4,9 @@
 :class:`~snn_ext.conversion.SpikingModel` as ``snn_ext.convert(ann, loader, method="percentile",
 timesteps=5, target="spikingjelly")``: images ``[B, ...]`` in, logits ``[B, C]`` out, with
 :class:`~snn_ext.spikingjelly.DietLIFNode` neurons inside (``functional.reset_net`` works on it, and every
-call resets the neurons anyway).
+call resets the neurons anyway). The recipes take ``convert``'s ``neuron``, ``readout`` and ``kappa`` too:
+``PercentileRecipe(loader, timesteps=5, encoder="hybrid", neuron="single_spike", readout="spike_time")`` gives
+the single-spike hybrid SNN with :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode` neurons.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from snn_ext.conversion.methods import (
 )
 from snn_ext.conversion.spiking_model import SpikingModel, resolve_encoder
 from snn_ext.core.checks import check_num_steps
+from snn_ext.core.encoding import hybrid
 
 __all__ = ["DistributionAwareRecipe", "MaxRecipe", "PercentileRecipe"]
 
@@ -43,12 +46,19 @@ class _SnnExtRecipe(FXConversionRecipe):
         timesteps: int = 5,
         encoder: str | Callable = "direct",
         max_batches: int | None = None,
+        *,
+        neuron: str = "diet",
+        readout: str = "mean",
+        kappa: float | None = None,
         **options: Any,
     ) -> None:
-        check_num_steps(timesteps, 1, "timesteps")
+        self.encoder = resolve_encoder(encoder)
+        check_num_steps(timesteps, 2 if self.encoder is hybrid else 1, "timesteps")
         self.batches = Batches(calibration_data, max_batches)
-        self.timesteps, self.encoder = timesteps, resolve_encoder(encoder)
+        self.timesteps = timesteps
         self.method = self.method_class(**options)
+        self.kappa = self.method.check_options(neuron, readout, kappa, timesteps)
+        self.neuron, self.readout = neuron, readout
 
     def before_trace(self, converter, ann: nn.Module) -> nn.Module:
         self._ann = copy.deepcopy(ann).eval()  # the user's ANN is never modified
@@ -60,11 +70,26 @@ class _SnnExtRecipe(FXConversionRecipe):
         return self._prepared.graph.to(converter.device)
 
     def calibrate(self, converter, fx_model: fx.GraphModule) -> fx.GraphModule:
-        self._scales = self.method.scales(self._prepared, self.batches, self.timesteps, self.encoder)
+        args = (self._prepared, self.batches, self.timesteps, self.encoder)
+        self._scales = self.method.scales(*args, neuron=self.neuron)
+        self._output_threshold = None
+        if self.readout == "spike_time":
+            self._output_threshold = self.method.output_threshold(
+                self._prepared, self._scales, *args[1:], neuron=self.neuron
+            )
         return fx_model
 
     def finalize(self, converter, fx_model: fx.GraphModule) -> SpikingModel:
-        return build_spiking_model(self._prepared, self._scales, self.timesteps, "spikingjelly", self.encoder)
+        return build_spiking_model(
+            self._prepared,
+            self._scales,
+            self.timesteps,
+            "spikingjelly",
+            self.encoder,
+            self.neuron,
+            self._output_threshold,
+            self.kappa,
+        )
 
 
 class MaxRecipe(_SnnExtRecipe):
@@ -81,6 +106,7 @@ class PercentileRecipe(_SnnExtRecipe):
 
 
 class DistributionAwareRecipe(_SnnExtRecipe):
-    """Datta & Beerel (2022) (see :class:`~snn_ext.conversion.DistributionAwareConversion`); option ``bins``."""
+    """Datta & Beerel (2022) (see :class:`~snn_ext.conversion.DistributionAwareConversion`); option ``shifts``;
+    no ``neuron="single_spike"``."""
 
     method_class = DistributionAwareConversion

@@ -1,0 +1,158 @@
+"""``ConvertedSNN``: an SNN that converts a trained ANN checkpoint when training or evaluation starts.
+
+The recipes' conversion and fine-tuning stages use it as :class:`~snn_ext.lightning.SNNModule`'s ``net``:
+the YAML describes the ANN architecture, the checkpoint written by the ANN stage and the conversion
+method; :meth:`SNNModule.setup` calls :meth:`ConvertedSNN.build` with the DataModule's training batches
+(calibration), before any checkpoint of the SNN stage is restored and before DDP broadcasts the weights
+of process 0 to the others.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from snn_ext.conversion.spiking_model import ENCODERS, TARGETS, check_neuron_options
+from snn_ext.registry import PLUGINS
+
+__all__ = ["ConvertedSNN", "load_ann_weights"]
+
+
+def _existing(checkpoint: str | Path) -> Path:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ANN checkpoint {path} not found. Train the ANN first (recipes: `snn-ext fit -c <recipe.yaml> "
+            "--stage ann` writes it there) or point --model.init_args.net.init_args.checkpoint to your checkpoint."
+        )
+    return path
+
+
+def load_ann_weights(ann: nn.Module, checkpoint: str | Path) -> None:
+    """Load ``checkpoint`` into ``ann`` (in place): a Lightning checkpoint of an :class:`ANNModule`
+    (``state_dict`` with ``net.`` prefixes) or a plain ``state_dict`` of ``ann``.
+
+    Raises:
+        FileNotFoundError: no such file (the message says how the recipes make it).
+        RuntimeError: the weights do not fit ``ann`` (missing / unexpected / mis-shaped keys).
+    """
+    path = _existing(checkpoint)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" in state:
+        state = {key.removeprefix("net."): value for key, value in state["state_dict"].items()}
+    try:
+        ann.load_state_dict(state)
+    except RuntimeError as err:
+        raise RuntimeError(f"the ANN checkpoint {path} does not match the ANN of this recipe: {err}") from err
+
+
+class ConvertedSNN(nn.Module):
+    """Converts ``ann`` (weights from ``checkpoint``) with ``snn_ext.convert`` when :meth:`build` is called.
+
+    After :meth:`build` it is the converted :class:`~snn_ext.conversion.SpikingModel`: images ``[B, ...]``
+    -> logits ``[B, classes]``; before, calling it raises an error.
+
+    Args:
+        ann: the ANN architecture (same as the ANN stage's ``net``).
+        checkpoint: the ANN stage's checkpoint (``ANNModule`` Lightning checkpoint or a ``state_dict``), which
+            must exist already; ``None`` converts ``ann`` as constructed (e.g. weights loaded in Python).
+        method: converter plugin (``max``, ``percentile``, ``distribution_aware``).
+        timesteps: ``T``.
+        target: ``snntorch`` or ``spikingjelly``: the framework of the neurons.
+        encoder: ``direct`` or ``hybrid``.
+        neuron: ``diet`` (DIET LIF) or ``single_spike`` (fire-once, STDB surrogate; the hybrid-encoding paper).
+        readout: ``mean`` (output current averaged over T) or ``spike_time`` (membrane - kappa * spike time).
+        kappa: weight of the output spike time in the ``spike_time`` read-out (default 1.0 there).
+        calibration_batches: training batches used to calibrate the thresholds.
+        options: the method's options, e.g. ``{percentile: 99.7, scaling_factor: 0.2}``.
+    """
+
+    def __init__(
+        self,
+        ann: nn.Module,
+        checkpoint: str | None = None,
+        method: str = "percentile",
+        timesteps: int = 5,
+        target: str = "snntorch",
+        encoder: str = "direct",
+        neuron: str = "diet",
+        readout: str = "mean",
+        kappa: float | None = None,
+        calibration_batches: int = 4,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if calibration_batches < 1:
+            raise ValueError(f"calibration_batches must be >= 1, got {calibration_batches}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+        check_neuron_options(neuron, readout, kappa, timesteps)
+        # Resolve the method now: an unknown plugin name or option fails before the Trainer writes anything.
+        try:
+            self.__dict__["converter"] = PLUGINS.converter.create(method, "core", **(options or {}))
+        except TypeError as err:
+            accepted = ", ".join(inspect.signature(PLUGINS.converter.get(method, "core")).parameters)
+            raise TypeError(f"options {options} do not fit converter {method!r}: {err}; accepted: {accepted}") from err
+        if checkpoint is not None:
+            _existing(checkpoint)  # fail now, before a Trainer creates log folders
+        self.__dict__["ann"] = ann  # not a submodule: its weights are neither trained nor checkpointed
+        self.checkpoint, self.method, self.target, self.encoder = checkpoint, method, target, encoder
+        self.neuron, self.readout, self.kappa = neuron, readout, kappa
+        self.calibration_batches, self.options = calibration_batches, dict(options or {})
+        self._timesteps = timesteps
+        self.snn: nn.Module | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether :meth:`build` has run."""
+        return self.snn is not None
+
+    @property
+    def timesteps(self) -> int:
+        return self._timesteps
+
+    @timesteps.setter
+    def timesteps(self, value: int) -> None:
+        self._timesteps = value
+        if self.snn is not None:
+            self.snn.timesteps = value
+
+    def build(self, calibration_data: Iterable, device: torch.device | str = "cpu") -> None:
+        """Load the checkpoint and convert on ``device``, calibrating on the first ``calibration_batches``
+        batches of ``calibration_data`` (batches ``(x [B, ...], y)`` or ``x``, e.g. the training DataLoader;
+        read once, so every method sees the same images).
+        """
+        if self.checkpoint is not None:
+            load_ann_weights(self.ann, self.checkpoint)
+        batches = [
+            b[0] if isinstance(b, (tuple, list)) else b for b in islice(calibration_data, self.calibration_batches)
+        ]
+        if not batches:
+            raise ValueError("the calibration data (the DataModule's training set) is empty")
+        self.snn = self.converter.convert(
+            self.ann.to(device),
+            batches,
+            self._timesteps,
+            self.target,
+            self.encoder,
+            neuron=self.neuron,
+            readout=self.readout,
+            kappa=self.kappa,
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, ...]`` -> logits ``[B, classes]``."""
+        if self.snn is None:
+            raise RuntimeError("ConvertedSNN.build(calibration_data) must run first (SNNModule.setup does it)")
+        return self.snn(images)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method}, timesteps={self._timesteps}, target={self.target}, checkpoint={self.checkpoint}"
