@@ -11,7 +11,9 @@ run reaches (compilation happens in the warm-up steps), ``cpu_fused`` what it ru
 Neurons: ours = ``snn_ext.spikingjelly.DietLIFNode`` in multi-step mode (trainable leak and threshold per
 layer; the fused kernel of ``snn_ext.kernels``), snnTorch ``Leaky`` with its per-step Python loop (fixed
 beta, and trainable beta and threshold), SpikingJelly ``ParametricLIFNode`` (trainable time constant) in
-multi-step mode.
+multi-step mode. The ``floor`` row replaces the neuron by a ReLU (no state, no time loop): the cost of the
+rest of the step (convolutions, pooling, read-out, loss, SGD), so ``peer / floor`` bounds the speed-up that
+any neuron can give this network.
 
     python benchmarks/training.py --backend cpu_compiled  # T=5, B=32, 10 timed steps, the steady state
     python benchmarks/training.py --iters 5 --widths 32 M 64 M
@@ -57,6 +59,8 @@ def make_neuron(kind: str) -> nn.Module:
         return SnnTorchSequence(learn=False)
     if kind == "snntorch_learn":
         return SnnTorchSequence(learn=True)
+    if kind == "floor":
+        return nn.ReLU()
     from spikingjelly.activation_based import neuron
 
     return neuron.ParametricLIFNode(step_mode="m")
@@ -67,6 +71,7 @@ NAMES = {
     "snntorch": "snnTorch Leaky",
     "snntorch_learn": "snnTorch Leaky learn b,thr",
     "plif": "SJ ParametricLIFNode",
+    "floor": "floor: ReLU, no neuron state",
 }
 
 
