@@ -1,6 +1,7 @@
 """Every recipe in recipes/ parses, and runs each stage (fast_dev_run) on data generated in the real formats.
 
-The data are tiny CIFAR pickles / an ImageFolder of JPEG and PNG files (``fake_data.py``); the networks keep
+The data are tiny CIFAR pickles / an ImageFolder of JPEG and PNG files (``fake_data.py``), or the embedded
+digits; the networks keep
 the recipe's architecture except the classifier width (16 instead of 4096) and, for ImageNet, the image size
 (32 instead of 224), so that a stage runs in seconds on a CPU. The ANN checkpoint that the conversion stages
 read is written from the recipe's own ANN definition.
@@ -41,6 +42,8 @@ def test_every_paper_dataset_and_architecture_has_a_recipe():
         "distribution_aware/cifar100_vgg16",
         "distribution_aware/cifar10_resnet20",
         "distribution_aware/cifar100_resnet20",
+        "diet_snn/digits_vgg_small",
+        "distribution_aware/digits_vgg_small",
     }
     readme = (RECIPES[0].parents[1] / "README.md").read_text()
     for path in RECIPES:
@@ -63,9 +66,11 @@ def test_print_config(path, stage, capsys):
 def _overrides(path: Path, stage: str) -> list[str]:
     config = load(path)
     net = "--model.init_args.net.init_args." + ("" if stage == "ann" else "ann.init_args.")
-    args = ["--trainer.fast_dev_run", "1", "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0"]
+    args = ["--trainer.fast_dev_run", "1", "--data.init_args.batch_size", "4"]
+    if "Digits" not in config["data"]["class_path"]:
+        args += ["--data.init_args.num_workers", "0"]
     ann = config["stages"]["convert"]["model"]["init_args"]["net"]["init_args"]["ann"]
-    if ann["class_path"].endswith("VGG"):
+    if ann["class_path"].endswith("VGG") and ann["init_args"]["arch"] != "vgg_small":
         args += [net + "classifier_width", "16"]
     if "ImageNet" in config["data"]["class_path"]:
         args += ["--data.init_args.image_size", "32", "--data.init_args.resize", "36", net + "image_size", "32"]
@@ -80,7 +85,7 @@ def _write_ann_checkpoint(path: Path) -> None:
     net = load(path)["stages"]["convert"]["model"]["init_args"]["net"]["init_args"]
     module, _, name = net["ann"]["class_path"].rpartition(".")
     options = dict(net["ann"]["init_args"])
-    if name == "VGG":
+    if name == "VGG" and options["arch"] != "vgg_small":
         options["classifier_width"] = 16
     if options.get("arch") == "vgg16_imagenet":
         options.update(image_size=32, num_classes=3)
@@ -91,6 +96,8 @@ def _write_ann_checkpoint(path: Path) -> None:
 
 
 def _write_data(path: Path) -> None:
+    if "digits" in path.stem:  # embedded in scikit-learn
+        return
     root = Path(load(path)["data"]["init_args"]["root"])
     if "imagenet" in path.stem:
         write_fake_imagenet(root)
