@@ -161,3 +161,11 @@ def test_stage_resolution():
         resolve_stage(["fit", "--stage", "ann"])
     plain = ["fit", "--model.class_path", "x"]
     assert resolve_stage(plain) == plain
+
+
+def test_spikingjelly_face_runs_a_recipe(tmp_path, monkeypatch):
+    path = next(p for p in RECIPES if recipe_id(p) == "diet_snn/digits_vgg_small")
+    monkeypatch.chdir(tmp_path)
+    _write_ann_checkpoint(path)
+    target = ["--model.init_args.net.init_args.target", "spikingjelly"]
+    main(["fit", "-c", str(path), "--stage", "snn", *_overrides(path, "snn"), *target])

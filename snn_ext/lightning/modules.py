@@ -13,6 +13,7 @@ Optimizer and learning-rate schedule are injected as callables, as LightningCLI 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -70,13 +71,6 @@ class _Classifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
 
 
-def _adam(lr: float, amsgrad: bool) -> OptimizerFactory:
-    def factory(parameters: Iterable) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=lr, amsgrad=amsgrad)
-
-    return factory
-
-
 class ANNModule(_Classifier):
     """Trains an ANN with cross-entropy.
 
@@ -92,7 +86,7 @@ class ANNModule(_Classifier):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
     ) -> None:
-        super().__init__(net, optimizer or _adam(1e-3, amsgrad=False), scheduler)
+        super().__init__(net, optimizer or partial(torch.optim.Adam, lr=1e-3), scheduler)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
 
@@ -126,7 +120,7 @@ class SNNModule(_Classifier):
         timesteps: int | None = None,
         max_leak: float = 1.0,
     ) -> None:
-        super().__init__(net, optimizer or _adam(1e-4, amsgrad=True), scheduler)
+        super().__init__(net, optimizer or partial(torch.optim.Adam, lr=1e-4, amsgrad=True), scheduler)
         if timesteps is not None:
             if not hasattr(net, "timesteps"):
                 raise TypeError(f"timesteps={timesteps} given but {type(net).__name__} has no 'timesteps' attribute")
