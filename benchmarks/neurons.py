@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--no-vgg", action="store_true", help="skip the VGG16-on-CIFAR layer shapes")
     parser.add_argument("--vgg-steps", type=int, default=5, help="T for the VGG16 layer shapes")
     parser.add_argument("--only", nargs="*", default=[], help="keep the variants whose names contain one of these")
-    parser.add_argument("--peak-gbps", type=float, default=None, help="the card's memory bandwidth, for the % column")
+    parser.add_argument("--peak-gbps", type=float, default=None, help="the card's memory bandwidth, for the %% column")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:

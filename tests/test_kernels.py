@@ -33,10 +33,10 @@ class _CompiledCodeRunEagerly:
     """The functions that ``cpu_compiled`` compiles, run op by op: their logic on many cases at no compile cost."""
 
     def forward(self, *args):
-        return cpu._forward(*args)
+        return cpu._forward(*args, False)
 
     def backward(self, *args):
-        grad_x, grad_u0, grad_leak, grad_thr = cpu._backward(*args)
+        grad_x, grad_u0, grad_leak, grad_thr = cpu._backward(*args, False)
         return grad_x, grad_u0, grad_leak.sum(0), grad_thr.sum(0)
 
 

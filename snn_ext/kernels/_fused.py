@@ -20,7 +20,17 @@ import torch
 
 from snn_ext.core.surrogate import STDB, Box, SpikeTimeRecord, Triangle
 
-__all__ = ["FusedOps", "Layout", "SurrogateSpec", "fused_lif", "surrogate_spec"]
+__all__ = [
+    "BackwardArgs",
+    "BackwardResult",
+    "ForwardResult",
+    "FusedOps",
+    "Inputs",
+    "Layout",
+    "SurrogateSpec",
+    "fused_lif",
+    "surrogate_spec",
+]
 
 
 class SurrogateSpec(NamedTuple):
@@ -137,6 +147,34 @@ class _ParamMeta(NamedTuple):
         return (per_channel.sum() if self.scalar else per_channel).to(dtype=self.dtype, device=self.device)
 
 
+class Inputs(NamedTuple):
+    """A call's inputs as canonical views (see :class:`FusedOps`); ``None`` marks an absent one."""
+
+    x: torch.Tensor  # [T, P, C, Q] input currents
+    u0: torch.Tensor | None  # [P, C, Q] initial potential; None: zeros
+    leak: torch.Tensor  # [C]
+    threshold: torch.Tensor  # [C]
+    times: torch.Tensor | None  # [P, C, Q] local spike times, forward: before the call, backward: after it; None: DIET
+
+
+class BackwardArgs(NamedTuple):
+    """What :meth:`FusedOps.backward` needs besides the :class:`Inputs`."""
+
+    t_spike: torch.Tensor | None  # [P, C, Q] local spike times for the STDB surrogate (None for the others)
+    spec: SurrogateSpec
+    grad_spikes: torch.Tensor | None  # [T, P, C, Q]
+    grad_potentials: torch.Tensor | None  # [T, P, C, Q]
+    grad_final: torch.Tensor | None  # [P, C, Q]
+    need_x: bool
+    need_u0: bool
+
+
+ForwardResult = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
+"""``(spikes, potentials or None, final potential, local spike times or None)``."""
+BackwardResult = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]
+"""``(dL/dx or None, dL/du0 or None, dL/dleak [C], dL/dthreshold [C])``."""
+
+
 class FusedOps(Protocol):
     """One backend's kernels on canonical views (``[T, P, C, Q]`` sequences, ``[P, C, Q]`` steps, ``[C]`` params).
 
@@ -145,33 +183,11 @@ class FusedOps(Protocol):
     means absent: no initial potential, a DIET neuron, no gradient for that output, gradient not needed.
     """
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        u0: torch.Tensor | None,
-        leak: torch.Tensor,
-        threshold: torch.Tensor,
-        times: torch.Tensor | None,
-        want_potentials: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """``(spikes, potentials or None, final potential, local spike times or None)``."""
+    def forward(self, inputs: Inputs, want_potentials: bool) -> ForwardResult:
+        """The outputs; the potentials only if ``want_potentials``."""
 
-    def backward(
-        self,
-        x: torch.Tensor,
-        u0: torch.Tensor | None,
-        leak: torch.Tensor,
-        threshold: torch.Tensor,
-        times: torch.Tensor | None,
-        t_spike: torch.Tensor | None,
-        spec: SurrogateSpec,
-        grad_spikes: torch.Tensor | None,
-        grad_potentials: torch.Tensor | None,
-        grad_final: torch.Tensor | None,
-        need_x: bool,
-        need_u0: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """``(dL/dx or None, dL/du0 or None, dL/dleak [C], dL/dthreshold [C])``."""
+    def backward(self, inputs: Inputs, args: BackwardArgs) -> BackwardResult:
+        """The gradients; ``dL/dx`` only if ``args.need_x``, ``dL/du0`` only if ``args.need_u0``."""
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -180,25 +196,42 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx,
+        ops: FusedOps,
         x_seq: torch.Tensor,
         u0: torch.Tensor | None,
         leak: torch.Tensor,
         threshold: torch.Tensor,
-        ops: FusedOps,
         spec: SurrogateSpec,
         record: SpikeTimeRecord | None,
         first_step: int,
         want_potentials: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    ) -> ForwardResult:
+        """Run the fused neuron; arguments are already checked by the dispatcher.
+
+        Args:
+            ops: the backend's kernels.
+            x_seq: ``[T, B, ...]`` input currents (any layout; a float dtype the backend supports, which is
+                the dtype everything is computed in).
+            u0: ``[B, ...]`` initial potential in ``x_seq``'s dtype, or ``None`` for zeros.
+            leak, threshold: ``[]`` or ``[C]`` tensors; their gradients come back in their own dtype.
+            spec: the surrogate.
+            record: fire-once neurons: the layer's spike-time record (its ``times`` shaped like ``x_seq[0]``),
+                read here and by the STDB backward pass; ``None`` for DIET neurons.
+            first_step: index of ``x_seq[0]`` in the record's sequence (fire-once only).
+            want_potentials: also return the ``[T, B, ...]`` potentials.
+
+        Returns:
+            ``(spikes, potentials or None, final, times or None)``: ``[T, B, ...]``, ``[T, B, ...]``,
+            ``[B, ...]`` and, for fire-once neurons, the updated ``[B, ...]`` spike times (absolute steps).
+        """
         ctx.set_materialize_grads(False)
         xc, layout = _canonical(x_seq)
         step = xc[0]
         u0c = None if u0 is None else _stored_like(u0, step)
         leak_c, thr_c = _per_channel(leak, layout.channels, xc), _per_channel(threshold, layout.channels, xc)
         times = None if record is None else _stored_like(record.times, step) - first_step
-        spikes, potentials, final, times_out = ops.forward(
-            layout.seq(xc), layout.step(u0c), leak_c, thr_c, layout.step(times), want_potentials
-        )
+        inputs = Inputs(layout.seq(xc), layout.step(u0c), leak_c, thr_c, layout.step(times))
+        spikes, potentials, final, times_out = ops.forward(inputs, want_potentials)
         ctx.save_for_backward(xc, u0c, leak_c, thr_c, times_out)
         ctx.layout, ctx.ops, ctx.spec, ctx.record, ctx.first_step = layout, ops, spec, record, first_step
         ctx.params = (_ParamMeta.of(leak), _ParamMeta.of(threshold))
@@ -224,23 +257,22 @@ class _FusedLIF(torch.autograd.Function):
             record = ctx.record
             t_spike = torch.where(torch.isinf(record.times), float(record.steps), record.times)
             t_spike = _stored_like(t_spike, step).to(xc.dtype) - ctx.first_step
-        need_x, need_u0, need_leak, need_thr = ctx.needs_input_grad[:4]
+        need_x, need_u0, need_leak, need_thr = ctx.needs_input_grad[1:5]
         grad_x, grad_u0, grad_leak, grad_thr = ctx.ops.backward(
-            layout.seq(xc),
-            layout.step(u0c),
-            leak_c,
-            thr_c,
-            times,
-            layout.step(t_spike),
-            spec,
-            None if grad_spikes is None else layout.seq(_stored_like(grad_spikes, xc)),
-            None if grad_potentials is None else layout.seq(_stored_like(grad_potentials, xc)),
-            layout.step(None if grad_final is None else _stored_like(grad_final, step)),
-            need_x,
-            need_u0,
+            Inputs(layout.seq(xc), layout.step(u0c), leak_c, thr_c, times),
+            BackwardArgs(
+                layout.step(t_spike),
+                spec,
+                None if grad_spikes is None else layout.seq(_stored_like(grad_spikes, xc)),
+                None if grad_potentials is None else layout.seq(_stored_like(grad_potentials, xc)),
+                layout.step(None if grad_final is None else _stored_like(grad_final, step)),
+                need_x,
+                need_u0,
+            ),
         )
         leak, threshold = ctx.params
         return (
+            None,
             _in_layout(grad_x, xc),
             _in_layout(grad_u0, step),
             leak.grad(grad_leak) if need_leak else None,
@@ -249,38 +281,10 @@ class _FusedLIF(torch.autograd.Function):
             None,
             None,
             None,
-            None,
         )
 
 
-@torch.compiler.disable  # an outer torch.compile runs this node as is (its CPU kernels compile on their own)
-def fused_lif(
-    ops: FusedOps,
-    x_seq: torch.Tensor,
-    u0: torch.Tensor | None,
-    leak: torch.Tensor,
-    threshold: torch.Tensor,
-    spec: SurrogateSpec,
-    record: SpikeTimeRecord | None,
-    first_step: int,
-    want_potentials: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """Run the fused neuron; arguments are already checked by the dispatcher.
-
-    Args:
-        ops: the backend's kernels.
-        x_seq: ``[T, B, ...]`` input currents (any layout; a float dtype the backend supports, which is
-            the dtype everything is computed in).
-        u0: ``[B, ...]`` initial potential in ``x_seq``'s dtype, or ``None`` for zeros.
-        leak, threshold: ``[]`` or ``[C]`` tensors; their gradients come back in their own dtype.
-        spec: the surrogate.
-        record: fire-once neurons: the layer's spike-time record (its ``times`` shaped like ``x_seq[0]``),
-            read here and by the STDB backward pass; ``None`` for DIET neurons.
-        first_step: index of ``x_seq[0]`` in the record's sequence (fire-once only).
-        want_potentials: also return the ``[T, B, ...]`` potentials.
-
-    Returns:
-        ``(spikes, potentials or None, final, times or None)``: ``[T, B, ...]``, ``[T, B, ...]``,
-        ``[B, ...]`` and, for fire-once neurons, the updated ``[B, ...]`` spike times (absolute steps).
-    """
-    return _FusedLIF.apply(x_seq, u0, leak, threshold, ops, spec, record, first_step, want_potentials)
+# An outer torch.compile runs this node as is (its CPU kernels compile on their own).
+fused_lif = torch.compiler.disable(_FusedLIF.apply)
+"""``fused_lif(ops, x_seq, u0, leak, threshold, spec, record, first_step, want_potentials)``: run the fused
+neuron (see :meth:`_FusedLIF.forward` for the arguments and results)."""

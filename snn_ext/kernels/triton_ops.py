@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from snn_ext.kernels._fused import SurrogateSpec
+from snn_ext.kernels._fused import BackwardArgs, BackwardResult, ForwardResult, Inputs
 
 __all__ = ["INTERPRETED", "OPS", "TritonOps"]
 
@@ -199,104 +199,78 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _or_x(t: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A kernel's pointer argument: ``t``, or ``x`` as a placeholder the kernel does not read when ``t`` is absent."""
+    return x if t is None else t
+
+
+def _launch(kernel: triton.JITFunction, inputs: Inputs, *outputs: torch.Tensor | None, **flags: object) -> None:
+    """Run ``kernel`` on all neurons: pointers to the inputs and ``outputs`` (``None``: unused), sizes, flags."""
+    x, u0, leak, threshold, times = inputs
+    steps, outer, channels, inner = x.shape
+    n = outer * channels * inner
+    kernel[(triton.cdiv(n, _BLOCK),)](
+        x,
+        _or_x(u0, x),
+        leak,
+        threshold,
+        _or_x(times, x),
+        *(_or_x(t, x) for t in outputs),
+        steps,
+        n,
+        channels,
+        inner,
+        HAS_U0=u0 is not None,
+        FIRE_ONCE=times is not None,
+        FP32=_compute_dtype(x) == torch.float32,
+        BLOCK=_BLOCK,
+        enable_fp_fusion=False,
+        **flags,
+    )
+
+
 class TritonOps:
     """:class:`~snn_ext.kernels._fused.FusedOps` implemented by the two Triton kernels above."""
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        u0: torch.Tensor | None,
-        leak: torch.Tensor,
-        threshold: torch.Tensor,
-        times: torch.Tensor | None,
-        want_potentials: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    def forward(self, inputs: Inputs, want_potentials: bool) -> ForwardResult:
         """See :meth:`snn_ext.kernels._fused.FusedOps.forward`."""
-        steps, outer, channels, inner = x.shape
-        n = outer * channels * inner
+        x, times = inputs.x, inputs.times
         spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         potentials = torch.empty_like(spikes) if want_potentials else None
         final = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device)
         times_out = None if times is None else torch.empty(times.shape, dtype=times.dtype, device=x.device)
-        _lif_forward_kernel[(triton.cdiv(n, _BLOCK),)](
-            x,
-            x if u0 is None else u0,
-            leak,
-            threshold,
-            x if times is None else times,
-            spikes,
-            spikes if potentials is None else potentials,
-            final,
-            final if times_out is None else times_out,
-            steps,
-            n,
-            channels,
-            inner,
-            HAS_U0=u0 is not None,
-            FIRE_ONCE=times is not None,
-            STORE_POT=want_potentials,
-            FP32=_compute_dtype(x) == torch.float32,
-            BLOCK=_BLOCK,
-            enable_fp_fusion=False,
-        )
+        _launch(_lif_forward_kernel, inputs, spikes, potentials, final, times_out, STORE_POT=want_potentials)
         return spikes, potentials, final, times_out
 
-    def backward(
-        self,
-        x: torch.Tensor,
-        u0: torch.Tensor | None,
-        leak: torch.Tensor,
-        threshold: torch.Tensor,
-        times: torch.Tensor | None,
-        t_spike: torch.Tensor | None,
-        spec: SurrogateSpec,
-        grad_spikes: torch.Tensor | None,
-        grad_potentials: torch.Tensor | None,
-        grad_final: torch.Tensor | None,
-        need_x: bool,
-        need_u0: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    def backward(self, inputs: Inputs, args: BackwardArgs) -> BackwardResult:
         """See :meth:`snn_ext.kernels._fused.FusedOps.backward`."""
-        steps, outer, channels, inner = x.shape
-        n = outer * channels * inner
+        x = inputs.x
         dtype = _compute_dtype(x)
         # The recomputed potentials, then dL/dx, in the compute dtype (a copy follows for half inputs).
         scratch = torch.empty(x.shape, dtype=dtype, device=x.device)
-        grad_u0 = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device) if need_u0 else None
+        grad_u0 = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device) if args.need_u0 else None
         acc_leak = torch.empty(x.shape[1:], dtype=dtype, device=x.device)
         acc_thr = torch.empty_like(acc_leak)
-        sur = torch.tensor([spec.p0, spec.p1], dtype=dtype, device=x.device)
-        _lif_backward_kernel[(triton.cdiv(n, _BLOCK),)](
-            x,
-            x if u0 is None else u0,
-            leak,
-            threshold,
-            x if times is None else times,
-            x if t_spike is None else t_spike,
+        sur = torch.tensor([args.spec.p0, args.spec.p1], dtype=dtype, device=x.device)
+        _launch(
+            _lif_backward_kernel,
+            inputs,
+            args.t_spike,
             sur,
-            x if grad_spikes is None else grad_spikes,
-            x if grad_potentials is None else grad_potentials,
-            x if grad_final is None else grad_final,
+            args.grad_spikes,
+            args.grad_potentials,
+            args.grad_final,
             scratch,
-            x if grad_u0 is None else grad_u0,
+            grad_u0,
             acc_leak,
             acc_thr,
-            steps,
-            n,
-            channels,
-            inner,
-            HAS_U0=u0 is not None,
-            FIRE_ONCE=times is not None,
-            KIND=_KINDS[spec.kind],
-            HAS_GS=grad_spikes is not None,
-            HAS_GP=grad_potentials is not None,
-            HAS_GF=grad_final is not None,
-            STORE_GU0=need_u0,
-            FP32=dtype == torch.float32,
-            BLOCK=_BLOCK,
-            enable_fp_fusion=False,
+            KIND=_KINDS[args.spec.kind],
+            HAS_GS=args.grad_spikes is not None,
+            HAS_GP=args.grad_potentials is not None,
+            HAS_GF=args.grad_final is not None,
+            STORE_GU0=args.need_u0,
         )
-        grad_x = scratch.to(x.dtype) if need_x else None
+        grad_x = scratch.to(x.dtype) if args.need_x else None
         return grad_x, grad_u0, acc_leak.sum((0, 2)), acc_thr.sum((0, 2))
 
 
