@@ -1,6 +1,7 @@
 """Conversion accuracy vs time steps on scikit-learn digits: snn-ext's three methods vs SpikingJelly's recipes.
 
-Trains one small ANN (VGG "vgg_small" with BatchNorm and ClippedReLU, folded/read at conversion), then
+Trains the quickstart's ANN (VGG "vgg_small" with BatchNorm and ClippedReLU, folded/read at conversion;
+``snn_ext.quickstart.train_digits_ann``, Lightning), then
 converts it with ``max``, ``percentile`` (DIET-SNN, 99.7th percentile, scaling factor 1.0) and
 ``distribution_aware`` (Datta & Beerel) for every T, next to SpikingJelly's ``RateCodingRecipe`` in modes
 'Max' and '99.9%' on the same weights (ClippedReLU replaced by ReLU, which SpikingJelly requires). Prints a
@@ -17,13 +18,13 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
+import lightning as L  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 import snn_ext  # noqa: E402
-from snn_ext.data import digits  # noqa: E402
-from snn_ext.models import VGG  # noqa: E402
+from snn_ext.lightning import DigitsDataModule  # noqa: E402
+from snn_ext.quickstart import train_digits_ann  # noqa: E402
 from snn_ext.spikingjelly.baselines import rate_coding_logits  # noqa: E402
 
 OURS = ("max", "percentile", "distribution_aware")
@@ -43,19 +44,12 @@ def main() -> None:
     parser.add_argument("--output", default="conversion_digits.png", help="PNG plot path")
     args = parser.parse_args()
 
-    x_train, y_train, x_test, y_test = digits(seed=args.seed)
-    torch.manual_seed(args.seed)
-    ann = VGG("vgg_small", 10, 1, 8, activation="clipped_relu", batch_norm=True, bias=True)
-    optimizer = torch.optim.Adam(ann.parameters(), lr=3e-3)
+    L.seed_everything(args.seed, verbose=False)
+    data = DigitsDataModule(batch_size=64, seed=args.seed)
     start = time.perf_counter()
-    for _ in range(args.epochs):
-        for batch in torch.randperm(len(y_train)).split(64):
-            loss = nn.functional.cross_entropy(ann(x_train[batch]), y_train[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    ann.eval()
-    calibration = list(x_train[:512].split(128))
+    ann = train_digits_ann(data, args.epochs)
+    calibration = data.calibration_batches()
+    x_test, y_test = data.test_tensors()
     with torch.no_grad():
         ann_accuracy = accuracy(ann(x_test), y_test)
     print(f"ANN (vgg_small, BN folded, ClippedReLU): test accuracy {ann_accuracy:.4f}, "

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "quickstart"]
+__all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "quickstart", "train_digits_ann"]
 
 FRAMEWORKS = ("snntorch", "spikingjelly")
 
@@ -64,7 +64,8 @@ def _measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> _Measure:
     )
 
 
-def _trainer(output: Path, name: str, epochs: int, progress: bool) -> Any:
+def _trainer(output: Path | None, name: str, epochs: int, progress: bool) -> Any:
+    """A deterministic single-CPU Trainer with CSV logs in ``output/logs/name`` (no logs when ``output`` is None)."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
@@ -72,7 +73,7 @@ def _trainer(output: Path, name: str, epochs: int, progress: bool) -> Any:
         accelerator="cpu",
         devices=1,
         max_epochs=epochs,
-        logger=CSVLogger(output, name="logs", version=name),
+        logger=False if output is None else CSVLogger(output, name="logs", version=name),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
@@ -157,14 +158,20 @@ class QuickstartConfig:
     progress: bool = True
 
 
-def _train_ann(cfg: QuickstartConfig, data: Any) -> nn.Module:
+def train_digits_ann(data: Any, epochs: int, output: Path | None = None, progress: bool = False) -> nn.Module:
+    """The quickstart's ANN, trained on ``data`` (a :class:`~snn_ext.lightning.DigitsDataModule`); eval mode.
+
+    ``VGG("vgg_small")`` with BatchNorm, biases and ``ClippedReLU`` (images ``[B, 1, 8, 8]`` -> logits
+    ``[B, 10]``), Adam lr 3e-3 with a cosine schedule over ``epochs``, batch size from ``data``. Seed first
+    (``lightning.seed_everything``) for a reproducible net. CSV logs go to ``output/logs/ann`` when given.
+    """
     from snn_ext.lightning import ANNModule
     from snn_ext.models import VGG
 
     ann = VGG("vgg_small", 10, 1, 8, activation="clipped_relu", batch_norm=True, bias=True)
     optimizer = partial(torch.optim.Adam, lr=3e-3)
-    module = ANNModule(ann, optimizer, partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=cfg.ann_epochs))
-    _trainer(cfg.output, "ann", cfg.ann_epochs, cfg.progress).fit(module, datamodule=data)
+    module = ANNModule(ann, optimizer, partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs))
+    _trainer(output, "ann", epochs, progress).fit(module, datamodule=data)
     return ann.eval()
 
 
@@ -219,7 +226,7 @@ def quickstart(cfg: QuickstartConfig) -> list[Row]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = DigitsDataModule(batch_size=64, seed=cfg.seed)
     x, y = data.test_tensors()
-    ann = _train_ann(cfg, data)
+    ann = train_digits_ann(data, cfg.ann_epochs, cfg.output, cfg.progress)
     rows, sweep, rates, snn = _conversion_rows(cfg, data, ann)
     ann_pj = rows[0].energy_pj
 

@@ -1,12 +1,12 @@
 """On scikit-learn digits, distribution-aware conversion at T=2 stays within 2 points of the ANN and beats
 SpikingJelly's rate-coding recipes on the same ANN (quick, seeded)."""
 
+import lightning as L
 import torch
-from torch import nn
 
 import snn_ext
-from snn_ext.data import digits
-from snn_ext.models import VGG
+from snn_ext.lightning import DigitsDataModule
+from snn_ext.quickstart import train_digits_ann
 from snn_ext.spikingjelly.baselines import rate_coding_logits
 
 
@@ -15,18 +15,11 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def test_distribution_aware_t2_within_two_points_and_above_spikingjelly():
-    x_train, y_train, x_test, y_test = digits()
-    torch.manual_seed(0)
-    ann = VGG("vgg_small", 10, 1, 8, activation="clipped_relu", batch_norm=True, bias=True)
-    optimizer = torch.optim.Adam(ann.parameters(), lr=3e-3)
-    for _ in range(20):
-        for batch in torch.randperm(len(y_train)).split(64):
-            loss = nn.functional.cross_entropy(ann(x_train[batch]), y_train[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    ann.eval()
-    calibration = list(x_train[:512].split(128))
+    L.seed_everything(0, verbose=False)
+    data = DigitsDataModule(batch_size=64)
+    ann = train_digits_ann(data, epochs=20)
+    calibration = data.calibration_batches()
+    x_test, y_test = data.test_tensors()
     with torch.no_grad():
         ann_accuracy = accuracy(ann(x_test), y_test)
         snn = snn_ext.convert(ann, calibration, method="distribution_aware", timesteps=2)
