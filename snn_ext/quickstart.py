@@ -25,9 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from snn_ext.conversion.spiking_model import TARGETS
+
 __all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "quickstart", "train_digits_ann"]
 
-FRAMEWORKS = ("snntorch", "spikingjelly")
+FRAMEWORKS = TARGETS
 
 
 @dataclass

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from snn_ext.conversion.graph import PreparedANN, fold_amplitudes, prepare
 from snn_ext.conversion.spiking_model import (
-    TARGETS,
     SpikingModel,
     check_neuron_options,
+    check_target,
     make_neuron,
     resolve_encoder,
 )
@@ -198,8 +198,7 @@ class ConversionMethod:
                 output neurons, logits = integrated membrane - ``kappa`` * first spike time; ``T >= 2``).
             kappa: for ``readout="spike_time"`` only; default 1.0.
         """
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        check_target(target)
         encode = resolve_encoder(encoder)
         check_num_steps(timesteps, 2 if encode is hybrid else 1, "timesteps")
         kappa = self.check_options(neuron, readout, kappa, timesteps)

@@ -20,6 +20,7 @@ __all__ = [
     "SpikingModel",
     "TimeBatchedNeuron",
     "check_neuron_options",
+    "check_target",
     "make_neuron",
 ]
 
@@ -116,19 +117,24 @@ def make_neuron(
     :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode` (fire once per sequence, STDB surrogate).
     """
     _check_choice(neuron, NEURONS, "neuron")
+    check_target(target)
     if target == "snntorch":
         from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
 
         cls = SingleSpikeLeaky if neuron == "single_spike" else DietLeaky
         module = cls(beta=1.0, threshold=threshold, init_hidden=True)
-    elif target == "spikingjelly":
+    else:
         from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode
 
         cls = SingleSpikeLIFNode if neuron == "single_spike" else DietLIFNode
         module = cls(leak=1.0, v_threshold=threshold, step_mode="m")
-    else:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     return TimeBatchedNeuron(module, timesteps, initial_fraction)
+
+
+def check_target(target: str) -> None:
+    """Raise ``ValueError`` unless ``target`` is one of :data:`TARGETS`."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
 
 
 def _check_choice(value: object, choices: tuple[str, ...], name: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snn_ext.conversion.spiking_model import ENCODERS, TARGETS, check_neuron_options
+from snn_ext.conversion.spiking_model import check_neuron_options, check_target, resolve_encoder
 from snn_ext.registry import PLUGINS
 
 __all__ = ["ConvertedSNN", "load_ann_weights"]
@@ -90,10 +90,8 @@ class ConvertedSNN(nn.Module):
         super().__init__()
         if calibration_batches < 1:
             raise ValueError(f"calibration_batches must be >= 1, got {calibration_batches}")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+        check_target(target)
+        resolve_encoder(encoder)
         check_neuron_options(neuron, readout, kappa, timesteps)
         # Resolve the method now: an unknown plugin name or option fails before the Trainer writes anything.
         try:

@@ -73,7 +73,7 @@ class DigitsDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """The test split, in order."""
-        return DataLoader(self._sets()[1], batch_size=self.batch_size)
+        return self.val_dataloader()
 
     def calibration_batches(self, batch_size: int = 128) -> list[torch.Tensor]:
         """The first ``calibration_size`` training images as batches ``[batch_size, 1, 8, 8]`` for ``convert``."""
