@@ -287,16 +287,24 @@ def test_missing_triton_falls_back(spies, monkeypatch):
         )
 
 
-def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (lambda fn: torch._dynamo.exc.BackendCompilerFailed(fn, RuntimeError("no C++ compiler"), None), "no C.. comp"),
+        (lambda fn: torch._dynamo.exc.Unsupported("cannot trace list.__setitem__"), "Unsupported: cannot trace list"),
+    ],
+    ids=["no-compiler", "untraceable"],
+)
+def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch, error, message):
     ops = cpu.CpuOps(compiled=True)
 
     def broken(*args):
-        raise torch._dynamo.exc.BackendCompilerFailed(broken, RuntimeError("no C++ compiler"), None)
+        raise error(broken)
 
     monkeypatch.setattr(ops, "_compiled_forward", broken)
     monkeypatch.setattr(cpu, "COMPILED", ops)
     x, (leak, threshold) = _sequence(3, 2, 4), _params(4)
-    with kernels.use_backend("cpu_compiled"), pytest.warns(KernelFallbackWarning, match="no C.. compiler"):
+    with kernels.use_backend("cpu_compiled"), pytest.warns(KernelFallbackWarning, match=message):
         fused = _values_and_grads(lambda: kernels.diet_lif_multistep(x, None, leak, threshold), x, (leak, threshold))
     assert not ops.compiled
     reference = _values_and_grads(lambda: core.diet_lif_multistep(x, None, leak, threshold), x, (leak, threshold))

@@ -40,8 +40,9 @@ class _Steps:
 
     def __init__(self, like: torch.Tensor, inplace: bool, wanted: bool = True) -> None:
         self.wanted = wanted
+        self.steps = like.shape[0]
         self.buffer = torch.empty_like(like) if inplace and wanted else None
-        self.values: list[torch.Tensor | None] = [None] * like.shape[0]
+        self.values: dict[int, torch.Tensor] = {}  # not a list: older Dynamo (torch 2.11) cannot trace list[t] = v
 
     def out(self, t: int) -> torch.Tensor | None:
         return None if self.buffer is None else self.buffer[t]
@@ -51,13 +52,13 @@ class _Steps:
             self.values[t] = value
         return value
 
-    def __getitem__(self, t: int) -> torch.Tensor | None:
+    def __getitem__(self, t: int) -> torch.Tensor:
         return self.values[t]
 
     def result(self) -> torch.Tensor | None:
         if not self.wanted:
             return None
-        return torch.stack(self.values) if self.buffer is None else self.buffer
+        return torch.stack([self.values[t] for t in range(self.steps)]) if self.buffer is None else self.buffer
 
 
 def _into(out: torch.Tensor | None, value: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -202,11 +203,14 @@ class CpuOps:
             # dimensions); dynamo's default limit of 8 per function would silently stop compiling.
             with torch._dynamo.config.patch(recompile_limit=64):
                 return compiled(*args, False)
-        except torch._dynamo.exc.BackendCompilerFailed as err:
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.Unsupported) as err:
+            # the C++ compiler failed, or this torch's Dynamo cannot trace the kernels
             self.compiled = False
+            cause = getattr(err, "inner_exception", err)  # BackendCompilerFailed wraps the compiler's error
+            reason = (str(cause).strip().splitlines() or [""])[0]
             warn_once(
-                f"snn_ext.kernels: torch.compile failed on the CPU ({type(err.inner_exception).__name__}: "
-                f"{err.inner_exception}); the fused CPU neuron runs uncompiled from now on (same results, slower)",
+                f"snn_ext.kernels: torch.compile failed on the CPU ({type(cause).__name__}: {reason}); the fused "
+                "CPU neuron runs uncompiled from now on (same results, slower)",
                 2,
             )
             return fn(*args, True)
