@@ -93,6 +93,41 @@ def test_residual_network_with_scaled_shortcut(images):
     assert len(scales) == 1  # only the identity shortcut into the addition needs an explicit amplitude
 
 
+SAVED_MODELS = {
+    "residual-distribution_aware": (Residual, "distribution_aware", {"shifts": (0.5,)}, {}),
+    "cnn-single_spike-spike_time": (
+        SmallCNN,
+        "percentile",
+        {"scaling_factor": 0.5},
+        {"encoder": "hybrid", "neuron": "single_spike", "readout": "spike_time", "kappa": 0.5},
+    ),
+}
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("name", list(SAVED_MODELS))
+def test_skeleton_restores_a_trained_snn_from_its_state_dict(images, tmp_path, name, target):
+    architecture, method, options, snn_options = SAVED_MODELS[name]
+    snn = snn_ext.convert(architecture().eval(), images, method, 3, target, **snn_options, **options)
+    torch.manual_seed(3)
+    with torch.no_grad():  # as fine-tuning would: every weight, leak and threshold moves
+        for parameter in snn.parameters():
+            parameter.mul_(1 + 0.05 * torch.rand_like(parameter))
+    torch.save(snn.state_dict(), tmp_path / "snn.pt")
+    other_weights = architecture()
+    with torch.no_grad():
+        for parameter in other_weights.parameters():
+            parameter.zero_()  # only the architecture is needed
+    restored = snn_ext.conversion.skeleton(other_weights, 3, target, **snn_options)
+    restored.load_state_dict(torch.load(tmp_path / "snn.pt"))
+    snn.eval(), restored.eval()
+    with torch.no_grad():
+        assert torch.equal(restored(images), snn(images))
+    if architecture is Residual:  # calibrated values that only buffers carry: initial potentials, a Scale
+        assert {float(m.initial_fraction) for m in snn.modules() if hasattr(m, "initial_fraction")} == {0.5}
+        assert [float(m.factor) for m in restored.modules() if isinstance(m, Scale)] != [1.0]
+
+
 @pytest.mark.parametrize("method", list(METHOD_OPTIONS))
 def test_both_targets_give_identical_outputs(images, method):
     ann = SmallCNN().eval()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import snn_ext
-from snn_ext.lightning import ANNModule, DigitsDataModule, SingleSpikeMLP, SNNModule
+from snn_ext.lightning import ANNModule, ConvertedSNN, DigitsDataModule, SingleSpikeMLP, SNNModule
 from snn_ext.models import VGG
 
 
@@ -84,6 +84,22 @@ def test_snn_module_trains_converted_model_and_clamps_leaks(target):
     assert not torch.equal(weight, next(snn.parameters()))  # the weights were updated
     defaults = module.trainer.optimizers[0].defaults  # DIET-SNN's optimizer by default
     assert (defaults["lr"], defaults["amsgrad"]) == (1e-4, True)
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+def test_trained_converted_snn_loads_from_its_checkpoint_without_the_ann_or_data(tmp_path, target):
+    torch.save(small_vgg().state_dict(), tmp_path / "ann.pt")
+    options = {"method": "distribution_aware", "timesteps": 2, "target": target}
+    module = SNNModule(ConvertedSNN(small_vgg(), checkpoint=str(tmp_path / "ann.pt"), calibration_batches=1, **options))
+    run = trainer(fast_dev_run=2)
+    run.fit(module, datamodule=DigitsDataModule(batch_size=16))
+    run.save_checkpoint(tmp_path / "snn.ckpt")
+    (tmp_path / "ann.pt").unlink()
+    restored = SNNModule.load_from_checkpoint(tmp_path / "snn.ckpt", net=ConvertedSNN(small_vgg(), **options))
+    images = torch.rand(4, 1, 8, 8)
+    module.eval(), restored.eval()
+    with torch.no_grad():
+        assert torch.equal(restored(images), module(images))
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])

@@ -27,6 +27,7 @@ from snn_ext.conversion.methods import (
     DistributionAwareConversion,
     MaxConversion,
     PercentileConversion,
+    skeleton,
 )
 from snn_ext.conversion.spiking_model import NEURONS, READOUTS, SequenceDropout, SpikingModel
 from snn_ext.registry import PLUGINS
@@ -42,6 +43,7 @@ __all__ = [
     "SequenceDropout",
     "SpikingModel",
     "convert",
+    "skeleton",
 ]
 
 

@@ -51,17 +51,22 @@ SUPPORTED = (
 
 
 class Scale(nn.Module):
-    """Multiplies by a constant spike amplitude where it cannot be folded into weights (e.g. a residual add)."""
+    """Multiplies by a constant spike amplitude where it cannot be folded into weights (e.g. a residual add).
+
+    ``factor`` is a 0-d buffer, so it is part of the ``state_dict`` (and of checkpoints).
+    """
+
+    factor: torch.Tensor
 
     def __init__(self, factor: float) -> None:
         super().__init__()
-        self.factor = factor
+        self.register_buffer("factor", torch.tensor(float(factor)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.factor
 
     def extra_repr(self) -> str:
-        return f"factor={self.factor:.4g}"
+        return f"factor={float(self.factor):.4g}"
 
 
 @dataclass

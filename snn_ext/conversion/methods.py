@@ -46,6 +46,7 @@ __all__ = [
     "MaxConversion",
     "PercentileConversion",
     "build_spiking_model",
+    "skeleton",
 ]
 
 
@@ -198,9 +199,7 @@ class ConversionMethod:
                 output neurons, logits = integrated membrane - ``kappa`` * first spike time; ``T >= 2``).
             kappa: for ``readout="spike_time"`` only; default 1.0.
         """
-        check_target(target)
-        encode = resolve_encoder(encoder)
-        check_num_steps(timesteps, 2 if encode is hybrid else 1, "timesteps")
+        encode = _checked_encoder(target, encoder, timesteps)
         kappa = self.check_options(neuron, readout, kappa, timesteps)
         prepared = prepare(ann)
         batches = Batches(calibration_data, max_batches, progress)
@@ -209,6 +208,45 @@ class ConversionMethod:
         if readout == "spike_time":
             output_threshold = self.output_threshold(prepared, scales, batches, timesteps, encode, neuron)
         return build_spiking_model(prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa)
+
+
+def _checked_encoder(target: str, encoder: str | Callable, timesteps: int) -> Callable:
+    """Check ``target`` and ``timesteps`` (>= 2 with the hybrid encoder); return the encoder callable."""
+    check_target(target)
+    encode = resolve_encoder(encoder)
+    check_num_steps(timesteps, 2 if encode is hybrid else 1, "timesteps")
+    return encode
+
+
+def skeleton(
+    ann: nn.Module,
+    timesteps: int = 5,
+    target: str = "snntorch",
+    encoder: str | Callable = "direct",
+    *,
+    neuron: str = "diet",
+    readout: str = "mean",
+    kappa: float | None = None,
+) -> SpikingModel:
+    """The :class:`SpikingModel` that :meth:`ConversionMethod.convert` makes of ``ann``, without calibration.
+
+    Same modules, parameters and buffers as a conversion of ``ann`` with these arguments (by any method),
+    but placeholder values: thresholds and spike amplitudes 1, initial potentials 0, the weights of ``ann``.
+    Load a converted (and possibly trained) model's ``state_dict`` into it to restore that model without
+    the calibration data or the ANN's weights::
+
+        torch.save(snn.state_dict(), "snn.pt")  # snn = snn_ext.convert(ann, ...), fine-tuned
+        restored = skeleton(ann, timesteps=5, target="snntorch")  # any ann of the same architecture
+        restored.load_state_dict(torch.load("snn.pt"))
+
+    Arguments as in :meth:`ConversionMethod.convert`; ``ann`` is never modified.
+    """
+    encode = _checked_encoder(target, encoder, timesteps)
+    kappa = check_neuron_options(neuron, readout, kappa, timesteps)
+    prepared = prepare(ann)
+    placeholders = [LayerScale(1.0, 1.0)] * len(prepared.sites)
+    output_threshold = 1.0 if readout == "spike_time" else None
+    return build_spiking_model(prepared, placeholders, timesteps, target, encode, neuron, output_threshold, kappa)
 
 
 def build_spiking_model(

@@ -43,13 +43,16 @@ class TimeBatchedNeuron(nn.Module):
     ``neuron`` is a :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.snntorch.SingleSpikeLeaky`
     or a :class:`~snn_ext.spikingjelly.DietLIFNode` / :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode`
     (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential.
+    ``initial_fraction`` is a 0-d buffer, so it is part of the ``state_dict`` (and of checkpoints).
     """
+
+    initial_fraction: torch.Tensor
 
     def __init__(self, neuron: nn.Module, timesteps: int, initial_fraction: float = 0.0) -> None:
         super().__init__()
         self.neuron = neuron
         self.timesteps = timesteps
-        self.initial_fraction = initial_fraction
+        self.register_buffer("initial_fraction", torch.tensor(float(initial_fraction)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
@@ -77,7 +80,7 @@ class TimeBatchedNeuron(nn.Module):
         return torch.zeros_like(x_seq[0]) + self.initial_fraction * threshold
 
     def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, initial_fraction={self.initial_fraction}"
+        return f"timesteps={self.timesteps}, initial_fraction={float(self.initial_fraction):.4g}"
 
 
 class SequenceDropout(nn.Module):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from snn_ext.conversion.methods import skeleton
 from snn_ext.conversion.spiking_model import check_neuron_options, check_target, resolve_encoder
 from snn_ext.registry import PLUGINS
 
@@ -57,6 +58,11 @@ class ConvertedSNN(nn.Module):
 
     After :meth:`build` it is the converted :class:`~snn_ext.conversion.SpikingModel`: images ``[B, ...]``
     -> logits ``[B, classes]``; before, calling it raises an error.
+
+    Loading a ``state_dict`` with the SNN's weights into one that is not built yet builds the structure
+    without calibration (:func:`snn_ext.conversion.skeleton`), then loads the converted or trained values:
+    restoring a trained SNN needs neither the ANN checkpoint nor the data, e.g.
+    ``SNNModule.load_from_checkpoint(path, net=ConvertedSNN(VGG(...), timesteps=5))``.
 
     Args:
         ann: the ANN architecture (same as the ANN stage's ``net``).
@@ -107,6 +113,7 @@ class ConvertedSNN(nn.Module):
         self.calibration_batches, self.options = calibration_batches, dict(options or {})
         self._timesteps = timesteps
         self.snn: nn.Module | None = None
+        self.register_load_state_dict_pre_hook(_build_before_loading)
 
     @property
     def built(self) -> bool:
@@ -154,3 +161,18 @@ class ConvertedSNN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"method={self.method}, timesteps={self._timesteps}, target={self.target}, checkpoint={self.checkpoint}"
+
+
+def _build_before_loading(module: ConvertedSNN, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: an unbuilt :class:`ConvertedSNN` gets the SNN's structure (placeholder
+    values, see :func:`snn_ext.conversion.skeleton`) for the SNN's keys to load into."""
+    if not module.built and any(key.startswith(f"{prefix}snn.") for key in state_dict):
+        module.snn = skeleton(
+            module.ann,
+            module.timesteps,
+            module.target,
+            module.encoder,
+            neuron=module.neuron,
+            readout=module.readout,
+            kappa=module.kappa,
+        ).train(module.training)
