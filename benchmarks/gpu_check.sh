@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU check of the fused neurons and the Lightning recipes in one run on one NVIDIA GPU, under 8 minutes:
-# the GPU and kernel tests, a digits recipe (ann, convert, snn) with --trainer.accelerator gpu, then
-# benchmarks/neurons.py and benchmarks/training.py on CUDA. Every step runs and logs to OUT_DIR/<step>.txt;
-# the exit status is non-zero if any step failed or overran its time limit.
+# GPU check of the fused neurons and the Lightning recipes in one run on one NVIDIA GPU, under 8 minutes (the
+# steps' time limits add up to 480 s): the GPU and kernel tests, a digits recipe (ann, convert, snn, test) with
+# --trainer.accelerator gpu, benchmarks/neurons.py on CUDA (every shape with SpikingJelly's automatic choice of
+# LIF kernel; then at [5, 32, 64, 32, 32] with its Triton kernel and torch.compile of the plain loop, which
+# compiles anew per shape) and benchmarks/training.py on CUDA. Every step runs and logs to
+# OUT_DIR/<step>.txt; the exit status is non-zero if any step failed or overran its time limit.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        # default OUT_DIR: $TMPDIR/snn_ext_gpu_check
 #
@@ -38,7 +40,7 @@ elif python3 -c 'import torch, triton' 2>/dev/null; then
     PY=$(command -v python3)
     site=$(mktemp -d)
     if compgen -G ".whl/*.whl" >/dev/null; then
-        step wheels 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+        step wheels 30 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
     fi
     export PYTHONPATH="$ROOT:$site${PYTHONPATH:+:$PYTHONPATH}"
 else
@@ -46,23 +48,28 @@ else
     PY=$ROOT/.venv/bin/python
 fi
 
-step device 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \"$PY\" -c \
-'import torch, triton; print(\"torch\", torch.__version__, \"triton\", triton.__version__, torch.cuda.get_device_name())'"
-step tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels.py \
+step device 30 "$PY" -c "import subprocess, torch, triton
+from spikingjelly.activation_based import functional
+subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version', '--format=csv'], check=True)
+print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())
+print('SpikingJelly LIF on CUDA:', functional.neuron_implementation('lif', torch.device('cuda')))"
+step tests 110 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels.py \
     tests/test_kernels_triton.py tests/test_faces_agree.py
 
 # The DIET digits recipe, its three stages on the GPU, in OUT/recipe (the recipe writes to ./runs).
 recipe="$ROOT/recipes/diet_snn/digits_vgg_small.yaml"
 gpu=(--trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false)
 mkdir -p "$OUT/recipe"
-step recipe 120 bash -c "cd \"$OUT/recipe\" && set -e
+step recipe 90 bash -c "cd \"$OUT/recipe\" && set -e
     \"$PY\" -m snn_ext.cli fit -c \"$recipe\" --stage ann ${gpu[*]}
     \"$PY\" -m snn_ext.cli test -c \"$recipe\" --stage convert ${gpu[*]}
     \"$PY\" -m snn_ext.cli fit -c \"$recipe\" --stage snn ${gpu[*]}
     \"$PY\" -m snn_ext.cli test -c \"$recipe\" --stage snn ${gpu[*]} \
         --ckpt_path runs/diet_snn/digits_vgg_small/snn/checkpoints/last.ckpt"
 
-step neurons 150 "$PY" benchmarks/neurons.py --device cuda --repeats 10 --warmup 2
-step training 60 "$PY" benchmarks/training.py --device cuda --batch 64 --iters 10
+step neurons 130 "$PY" benchmarks/neurons.py --device cuda --repeats 10 --warmup 2 --only ours snnTorch SJ "torch loop"
+step neurons_t5 60 env SJ_LIF_CUDA_IMPLEMENTATION=triton "$PY" benchmarks/neurons.py --device cuda --repeats 10 \
+    --warmup 2 --steps 5 --no-vgg --only ours "SJ LIFNode" "torch.compile"
+step training 30 "$PY" benchmarks/training.py --device cuda --batch 64 --iters 10
 echo "logs in $OUT/; exit status $status"
 exit "$status"
