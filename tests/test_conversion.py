@@ -120,7 +120,8 @@ def test_skeleton_restores_a_trained_snn_from_its_state_dict(images, tmp_path, n
             parameter.zero_()  # only the architecture is needed
     restored = snn_ext.conversion.skeleton(other_weights, 3, target, **snn_options)
     restored.load_state_dict(torch.load(tmp_path / "snn.pt"))
-    snn.eval(), restored.eval()
+    snn.eval()
+    restored.eval()
     with torch.no_grad():
         assert torch.equal(restored(images), snn(images))
     if architecture is Residual:  # calibrated values that only buffers carry: initial potentials, a Scale

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import wait
 
 SCRIPT = Path(__file__).with_name("ddp_train.py")
 TEST_IMAGES = 453  # ddp_train.TEST_SIZE of the 1797 digits
@@ -29,13 +30,8 @@ def start(out: Path, devices: int, batch_size: int) -> subprocess.Popen:
 
 
 def finish(process: subprocess.Popen, out: Path) -> tuple[dict, dict]:
-    try:
-        output, _ = process.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{process.args} timed out:\n{output[-4000:]}")
-    assert process.returncode == 0, output[-4000:]
+    code, output = wait(process)
+    assert code == 0, output[-4000:]
     return json.loads(out.read_text()), torch.load(out.with_suffix(".pt"))
 
 

@@ -97,7 +97,8 @@ def test_trained_converted_snn_loads_from_its_checkpoint_without_the_ann_or_data
     (tmp_path / "ann.pt").unlink()
     restored = SNNModule.load_from_checkpoint(tmp_path / "snn.ckpt", net=ConvertedSNN(small_vgg(), **options))
     images = torch.rand(4, 1, 8, 8)
-    module.eval(), restored.eval()
+    module.eval()
+    restored.eval()
     with torch.no_grad():
         assert torch.equal(restored(images), module(images))
 

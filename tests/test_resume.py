@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from processes import wait
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from snn_ext.lightning import DigitsDataModule
@@ -113,16 +114,6 @@ def test_digits_train_loader_is_resumable_and_shuffles_each_epoch_differently():
 def run(out: Path, *options: str) -> subprocess.Popen:
     command = [sys.executable, str(SCRIPT), "--out", str(out), "--epochs", str(EPOCHS), "--ckpt-every", str(CKPT_EVERY)]
     return subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait(process: subprocess.Popen) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{process.args} timed out:\n{output[-4000:]}")
-    return process.returncode, output
 
 
 def assert_same_tensors(left: Any, right: Any, where: str) -> None:
