@@ -142,16 +142,18 @@ class ConvertedSNN(nn.Module):
         ]
         if not batches:
             raise ValueError("the calibration data (the DataModule's training set) is empty")
-        self.snn = self.converter.convert(
-            self.ann.to(device),
-            batches,
-            self._timesteps,
-            self.target,
-            self.encoder,
-            neuron=self.neuron,
-            readout=self.readout,
-            kappa=self.kappa,
-        )
+        self.snn = self.converter.convert(self.ann.to(device), batches, **self._snn_arguments())
+
+    def _snn_arguments(self) -> dict[str, Any]:
+        """The SNN's options as ``convert`` and :func:`~snn_ext.conversion.skeleton` take them."""
+        return {
+            "timesteps": self._timesteps,
+            "target": self.target,
+            "encoder": self.encoder,
+            "neuron": self.neuron,
+            "readout": self.readout,
+            "kappa": self.kappa,
+        }
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, ...]`` -> logits ``[B, classes]``."""
@@ -167,12 +169,4 @@ def _build_before_loading(module: ConvertedSNN, state_dict: dict[str, Any], pref
     """``load_state_dict`` pre-hook: an unbuilt :class:`ConvertedSNN` gets the SNN's structure (placeholder
     values, see :func:`snn_ext.conversion.skeleton`) for the SNN's keys to load into."""
     if not module.built and any(key.startswith(f"{prefix}snn.") for key in state_dict):
-        module.snn = skeleton(
-            module.ann,
-            module.timesteps,
-            module.target,
-            module.encoder,
-            neuron=module.neuron,
-            readout=module.readout,
-            kappa=module.kappa,
-        ).train(module.training)
+        module.snn = skeleton(module.ann, **module._snn_arguments()).train(module.training)
