@@ -1,7 +1,8 @@
 """Fused neurons (snn_ext.kernels) against the core reference: values, all gradients, dispatch and fallbacks.
 
 Tolerances are stated in ``kernel_cases.py``: forward values bit-identical, gradients within 1e-4 (float32)
-or 1e-9 (float64). Triton runs in ``test_kernels_triton.py`` (interpreter) and ``test_kernels_gpu.py``.
+or 1e-9 (float64). Triton runs in ``test_kernels_triton.py`` (interpreter) and ``test_kernels_gpu.py``;
+``test_kernels_triton_compile.py`` builds its kernels for NVIDIA GPUs without one.
 """
 
 import re
