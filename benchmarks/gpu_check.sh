@@ -2,8 +2,10 @@
 # GPU check of the fused neurons and the Lightning recipes in one run on one NVIDIA GPU, under 8 minutes (the
 # steps' time limits add up to 480 s): the GPU and kernel tests, a digits recipe (ann, convert, snn, test) with
 # --trainer.accelerator gpu, benchmarks/neurons.py on CUDA (every shape with SpikingJelly's automatic choice of
-# LIF kernel; then at [5, 32, 64, 32, 32] with its Triton kernel and torch.compile of the plain loop, which
-# compiles anew per shape) and benchmarks/training.py on CUDA. Every step runs and logs to
+# LIF kernel; then at [5, 32, 64, 32, 32] against its Triton kernel and torch.compile of the plain loop, which
+# compiles anew per shape, and with our kernels in other BLOCKxWARPS launch configurations: the default, 1024x4,
+# holds 8 neurons per thread and compiles to 71 (forward) and 168 (backward) registers per thread on sm_90,
+# 256x4 to 30 and 43) and benchmarks/training.py on CUDA. Every step runs and logs to
 # OUT_DIR/<step>.txt; the exit status is non-zero if any step failed or overran its time limit.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        # default OUT_DIR: $TMPDIR/snn_ext_gpu_check
@@ -60,7 +62,7 @@ step tests 110 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 
 recipe="$ROOT/recipes/diet_snn/digits_vgg_small.yaml"
 gpu=(--trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false)
 mkdir -p "$OUT/recipe"
-step recipe 90 bash -c "cd \"$OUT/recipe\" && set -e
+step recipe 75 bash -c "cd \"$OUT/recipe\" && set -e
     \"$PY\" -m snn_ext.cli fit -c \"$recipe\" --stage ann ${gpu[*]}
     \"$PY\" -m snn_ext.cli test -c \"$recipe\" --stage convert ${gpu[*]}
     \"$PY\" -m snn_ext.cli fit -c \"$recipe\" --stage snn ${gpu[*]}
@@ -68,8 +70,8 @@ step recipe 90 bash -c "cd \"$OUT/recipe\" && set -e
         --ckpt_path runs/diet_snn/digits_vgg_small/snn/checkpoints/last.ckpt"
 
 step neurons 130 "$PY" benchmarks/neurons.py --device cuda --repeats 10 --warmup 2 --only ours snnTorch SJ "torch loop"
-step neurons_t5 60 env SJ_LIF_CUDA_IMPLEMENTATION=triton "$PY" benchmarks/neurons.py --device cuda --repeats 10 \
-    --warmup 2 --steps 5 --no-vgg --only ours "SJ LIFNode" "torch.compile"
+step neurons_t5 75 env SJ_LIF_CUDA_IMPLEMENTATION=triton "$PY" benchmarks/neurons.py --device cuda --repeats 10 \
+    --warmup 2 --steps 5 --no-vgg --only ours "SJ LIFNode" "torch.compile" --triton-configs 256x4 512x4 1024x8 2048x8
 step training 30 "$PY" benchmarks/training.py --device cuda --batch 64 --iters 10
 echo "logs in $OUT/; exit status $status"
 exit "$status"

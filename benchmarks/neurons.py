@@ -21,9 +21,10 @@ picks for the shape.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -39,8 +40,14 @@ PEAK_GBPS = {"H200": 4800, "H100 SXM": 3350, "H100 PCIe": 2000, "H100": 3350, "A
 class Variant:
     """One LIF implementation: ``run(x)`` returns spikes ``[T, B, ...]``; ``params`` get gradients."""
 
-    def __init__(self, name: str, run: Callable[[torch.Tensor], torch.Tensor], params: list[torch.Tensor]) -> None:
-        self.name, self.run, self.params = name, run, params
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[torch.Tensor], torch.Tensor],
+        params: list[torch.Tensor],
+        context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> None:
+        self.name, self.run, self.params, self.context = name, run, params, context
         self.times: list[float] = []
         self.warmup_s = 0.0
         self.saved_mib = float("nan")
@@ -83,7 +90,22 @@ def _spikingjelly(node) -> Callable:
     return run
 
 
-def build_variants(channels: int, device: torch.device, which: set[str]) -> list[Variant]:
+@contextlib.contextmanager
+def _triton_config(block: int, warps: int) -> Iterator[None]:
+    """Our Triton kernels with ``block`` neurons per program and ``warps`` warps (forward and backward)."""
+    from snn_ext.kernels import triton_ops
+
+    saved = triton_ops._BLOCK, triton_ops._NUM_WARPS
+    triton_ops._BLOCK, triton_ops._NUM_WARPS = block, warps
+    try:
+        yield
+    finally:
+        triton_ops._BLOCK, triton_ops._NUM_WARPS = saved
+
+
+def build_variants(
+    channels: int, device: torch.device, which: set[str], triton_configs: tuple[str, ...] = ()
+) -> list[Variant]:
     """The variants for a layer of ``channels`` channels (1-D parameters of that size where per-channel)."""
     import snntorch as snn
     from spikingjelly.activation_based import neuron
@@ -103,6 +125,10 @@ def build_variants(channels: int, device: torch.device, which: set[str]) -> list
 
     for backend in ("triton",) if device.type == "cuda" else ("cpu_compiled", "cpu_fused"):
         variants.append(Variant(f"ours {backend}", ours(backend), [leak, thr]))
+    for config in triton_configs:  # "BLOCKxWARPS"
+        block, warps = (int(part) for part in config.split("x"))
+        context = lambda b=block, w=warps: _triton_config(b, w)  # noqa: E731
+        variants.append(Variant(f"ours triton {config}", ours("triton"), [leak, thr], context))
     variants.append(Variant("ours reference", ours("reference"), [leak, thr]))
     st_fixed = snn.Leaky(beta=0.9).to(device)
     variants.append(Variant("snnTorch Leaky", _snntorch_loop(st_fixed), []))
@@ -133,7 +159,8 @@ def _step(variant: Variant, x: torch.Tensor, grad: torch.Tensor) -> float:
         p.grad = None
     _sync(x.device)
     start = time.perf_counter()
-    variant.run(x).backward(grad)
+    with variant.context():
+        variant.run(x).backward(grad)
     _sync(x.device)
     return time.perf_counter() - start
 
@@ -145,7 +172,7 @@ def _saved_mib(variant: Variant, x: torch.Tensor) -> float:
         storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), variant.context():
         variant.run(x)
     return sum(storages.values()) / 2**20
 
@@ -156,7 +183,7 @@ def measure(shape: tuple[int, ...], args: argparse.Namespace) -> list[Variant]:
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(shape, generator=gen) * 0.6 + 0.3).to(device).requires_grad_(True)
     grad = torch.randn(shape, generator=gen).to(device)
-    variants = build_variants(shape[2], device, set(args.only))
+    variants = build_variants(shape[2], device, set(args.only), tuple(args.triton_configs))
     for variant in variants:
         start = time.perf_counter()
         for _ in range(args.warmup):
@@ -199,11 +226,13 @@ def report(shape: tuple[int, ...], variants: list[Variant], args: argparse.Names
             f"{med / ours_ms:.2f}x | {v.warmup_s:.1f} |"
         )
     if args.device == "cuda":
-        gbps = _fused_bytes(shape, 4) / (ours_ms / 1e3) / 1e9
         name = torch.cuda.get_device_name()
         peak = args.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
-        share = f" = {100 * gbps / peak:.0f}% of {peak} GB/s" if peak else ""
-        print(f"ours: {gbps:.0f} GB/s achieved on {name}{share}")
+        for v in variants:
+            if v.name.startswith("ours triton"):
+                gbps = _fused_bytes(shape, 4) / statistics.median(v.times) / 1e9
+                share = f" = {100 * gbps / peak:.0f}% of {peak} GB/s" if peak else ""
+                print(f"{v.name}: {gbps:.0f} GB/s achieved on {name}{share}")
 
 
 def main() -> None:
@@ -218,6 +247,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="keep the variants whose names contain one of these")
     parser.add_argument("--peak-gbps", type=float, default=None, help="the card's memory bandwidth, for the %% column")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--triton-configs",
+        nargs="*",
+        default=[],
+        metavar="BLOCKxWARPS",
+        help="CUDA: also time our Triton kernels with these neurons per program and warps, e.g. 256x4 1024x8",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -23,7 +23,8 @@ from snn_ext.kernels._fused import BackwardArgs, BackwardResult, ForwardResult, 
 
 __all__ = ["INTERPRETED", "OPS", "TritonOps"]
 
-_BLOCK = 1024
+_BLOCK = 1024  # neurons per program; with _NUM_WARPS = 4, 8 per thread (benchmarks/neurons.py --triton-configs)
+_NUM_WARPS = 4
 _KINDS = {"triangle": 0, "box": 1, "stdb": 2}
 
 
@@ -224,6 +225,7 @@ def _launch(kernel: triton.JITFunction, inputs: Inputs, *outputs: torch.Tensor |
         FIRE_ONCE=times is not None,
         FP32=_compute_dtype(x) == torch.float32,
         BLOCK=_BLOCK,
+        num_warps=_NUM_WARPS,
         enable_fp_fusion=False,
         **flags,
     )
