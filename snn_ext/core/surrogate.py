@@ -142,7 +142,10 @@ class _STDBSpike(torch.autograd.Function):
 
 
 class STDB(nn.Module):
-    """Spike-time-dependent surrogate: ``d spike / d u = alpha * exp(-beta * |t - t_spike|)``.
+    """Spike-time-dependent surrogate: ``d spike / d z = alpha * exp(-beta * |t - t_spike|)``.
+
+    Like every surrogate here it acts on the normalized potential ``z = u / v - 1``, as the official
+    DIET-SNN/STDB code applies it, so the gradient per unit of potential ``u`` is that divided by ``v``.
 
     ``t`` is the current step (0 = the first step) and ``t_spike`` the neuron's spike time in the
     current sequence, read from the layer's :class:`SpikeTimeRecord` after the sequence has run (so
