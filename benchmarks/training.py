@@ -118,8 +118,8 @@ def main() -> None:
         "--backend",
         default="auto",
         choices=["auto", "cpu_compiled", "cpu_fused", "triton", "reference"],
-        help='our kernel backend; on the CPU "auto" runs cpu_fused until a layer has run 2^31 elements '
-        "(a few hundred steps here), cpu_compiled after",
+        help='our kernel backend; on the CPU "auto" runs cpu_fused until the layers together have run 2^31 '
+        "elements (about 130 steps here), cpu_compiled after",
     )
     parser.add_argument("--widths", nargs="+", default=["32", "32", "M", "64", "64", "M", "128", "M"])
     parser.add_argument("--only", nargs="*", default=list(NAMES), choices=list(NAMES))

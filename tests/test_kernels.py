@@ -122,21 +122,29 @@ def _assert_same(a, b):
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
 
 
-def test_auto_compiles_a_call_signature_once_it_has_run_enough_elements(spies, monkeypatch):
+def test_auto_compiles_a_kernel_key_once_its_calls_of_any_shape_have_run_enough_elements(spies, monkeypatch):
     eager, compiled = spies
-    monkeypatch.setattr(kernels, "AUTO_COMPILE_AFTER_ELEMENTS", 3 * 3 * 2 * 4 * 50)
+    monkeypatch.setattr(kernels, "AUTO_COMPILE_AFTER_ELEMENTS", 3 * 2 * 4 * 50 * 3)  # three large calls
     monkeypatch.setattr(kernels, "_elements", Counter())
     leak, threshold = _params(4)
-    for _ in range(3):
-        kernels.diet_lif_multistep(_sequence(3, 2, 4, 5), None, leak, threshold).spikes.sum().backward()
-    assert (len(eager.calls), compiled.calls) == (6, [])  # ten times smaller: far from the budget
-    for call in range(3):
-        kernels.diet_lif_multistep(_sequence(3, 2, 4, 50), None, leak, threshold).spikes.sum().backward()
-        assert len(compiled.calls) == (2 if call == 2 else 0)  # compiled from the third call on
-    assert len(eager.calls) == 10
+
+    def run(*shape: int, u: torch.Tensor | None = None) -> None:
+        kernels.diet_lif_multistep(_sequence(*shape), u, leak, threshold).spikes.sum().backward()
+
+    for _ in range(10):
+        run(3, 2, 4, 5)  # a small layer: a tenth of the budget in all
+    assert (len(eager.calls), compiled.calls) == (20, [])
+    for call in range(2):
+        run(3, 2, 4, 50)  # a large layer with the same T, dtype and arguments adds to the same count
+        assert len(compiled.calls) == (2 if call == 1 else 0)  # 10 small + 2 large calls reach the budget
+    run(3, 2, 4, 5)
+    assert len(compiled.calls) == 4  # the small layer runs compiled now too
+    run(3, 2, 4, 50, u=torch.zeros(2, 4, 50))  # another kernel key (an initial potential): counted apart
+    run(2, 2, 4, 50)  # another T: counted apart
+    assert (len(eager.calls), len(compiled.calls)) == (26, 4)
     monkeypatch.setattr(kernels, "AUTO_COMPILE_MAX_STEPS", 2)
-    kernels.diet_lif_multistep(_sequence(3, 2, 4, 50), None, leak, threshold).spikes.sum().backward()
-    assert (len(eager.calls), len(compiled.calls)) == (12, 2)  # too many steps to compile
+    run(3, 2, 4, 50)
+    assert (len(eager.calls), len(compiled.calls)) == (28, 4)  # too many steps to compile
 
 
 @pytest.mark.parametrize("face", ["DietLeaky", "DietLIFNode", "SingleSpikeLeaky", "SingleSpikeLIFNode"])

@@ -11,9 +11,9 @@ equivalents); single steps always run the core.
 Backends (pick one for a block of code with :func:`use_backend`):
 
 * ``"auto"`` (default): CUDA tensors use ``"triton"``; CPU tensors use ``"cpu_fused"``, and ``"cpu_compiled"``
-  once a call signature has run :data:`AUTO_COMPILE_AFTER_ELEMENTS` elements (for ``T`` up to
-  :data:`AUTO_COMPILE_MAX_STEPS`): compiling takes seconds, which small or one-off calls never win back;
-  other devices use the reference.
+  once the calls that one compiled kernel serves (same ``T``, dtype and arguments present, any shape) have run
+  :data:`AUTO_COMPILE_AFTER_ELEMENTS` elements (for ``T`` up to :data:`AUTO_COMPILE_MAX_STEPS`): compiling
+  takes seconds, which small or one-off calls never win back; other devices use the reference.
 * ``"reference"``: the pure-torch core, step by step.
 * ``"cpu_fused"``: CPU, the fused autograd node run op by op (:data:`snn_ext.kernels.cpu.EAGER`).
 * ``"cpu_compiled"``: CPU, the same node through ``torch.compile`` (:data:`snn_ext.kernels.cpu.COMPILED`).
@@ -68,14 +68,16 @@ BACKENDS = ("auto", "reference", "cpu_fused", "cpu_compiled", "triton")
 """Accepted names for :func:`use_backend`."""
 
 AUTO_COMPILE_AFTER_ELEMENTS = 1 << 31
-"""Backend ``"auto"`` compiles the CPU kernel for a call signature (shape, dtype, arguments present) once the
-sequences run with it add up to this many elements. By then the uncompiled kernel has lost about as much time
-as compiling costs (seconds; measured on 2 CPU cores), so a training loop over large layers compiles after a
-few hundred steps, while small or one-off calls (tests, notebooks, an evaluation) never wait for the compiler."""
+"""Backend ``"auto"`` compiles the CPU kernel for a kernel key (``T``, dtype, arguments present; the compiled
+kernel takes any shape) once the sequences run with it, in all layers together, add up to this many elements.
+By then the uncompiled kernel has lost about as much time as compiling costs (seconds; measured on 2 CPU
+cores), so a training loop compiles after some tens to a few hundred steps (a [5, 32, 64, 32, 32] layer alone:
+about 200), and from then on every layer of the network runs compiled, small ones included; small or one-off
+calls (tests, notebooks, an evaluation) never wait for the compiler."""
 AUTO_COMPILE_MAX_STEPS = 32
 """Backend ``"auto"`` compiles the CPU kernel only for ``T`` up to this: the compiled code unrolls the time loop,
 so compiling takes longer with ``T`` (here about 15 s at T = 4, over a minute at T = 64)."""
-_SIGNATURES_KEPT = 4096  # the element counter forgets everything when it holds more signatures than this
+_KEYS_KEPT = 4096  # the element counter forgets everything when it holds more kernel keys than this
 _elements: Counter[Hashable] = Counter()
 
 _DIET_SPEC = SurrogateSpec("triangle", 0.3, 0.0)  # the core's default spike_fn, Triangle(gamma=0.3)
@@ -133,18 +135,18 @@ _CPU_DTYPES = (torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _auto_cpu(x_seq: torch.Tensor, signature: Hashable) -> str:
-    """``"cpu_compiled"`` once a call signature has run enough elements (see :data:`AUTO_COMPILE_AFTER_ELEMENTS`)."""
+def _auto_cpu(x_seq: torch.Tensor, key: Hashable) -> str:
+    """``"cpu_compiled"`` once a kernel key has run enough elements (see :data:`AUTO_COMPILE_AFTER_ELEMENTS`)."""
     if x_seq.shape[0] > AUTO_COMPILE_MAX_STEPS:
         return "cpu_fused"
-    if len(_elements) >= _SIGNATURES_KEPT:
+    if len(_elements) >= _KEYS_KEPT:
         _elements.clear()
-    _elements[signature] += x_seq.numel()
-    return "cpu_compiled" if _elements[signature] >= AUTO_COMPILE_AFTER_ELEMENTS else "cpu_fused"
+    _elements[key] += x_seq.numel()
+    return "cpu_compiled" if _elements[key] >= AUTO_COMPILE_AFTER_ELEMENTS else "cpu_fused"
 
 
 def _backend_ops(
-    name: str, x_seq: torch.Tensor, dtype: torch.dtype, signature: Hashable
+    name: str, x_seq: torch.Tensor, dtype: torch.dtype, key: Hashable
 ) -> tuple[FusedOps | None, str | None]:
     """The kernels of backend ``name`` for a sequence, or ``None`` and the reason they do not apply."""
     device = x_seq.device
@@ -152,7 +154,7 @@ def _backend_ops(
         if device.type == "cuda":
             name = "triton"
         elif device.type == "cpu":
-            name = _auto_cpu(x_seq, signature)
+            name = _auto_cpu(x_seq, key)
         else:
             return None, f"no fused kernel for {device.type} tensors"
     if name in ("cpu_fused", "cpu_compiled"):
@@ -202,8 +204,8 @@ def _fused_inputs(
         name = getattr(fn, "__qualname__", type(fn).__name__)  # a function's own name, else its class's
         problem = f"no fused kernel for the surrogate {name} (supported: {supported})"
     else:
-        signature = (tuple(x_seq.shape), x_seq.stride(), dtype, u is None, spec, fire_once, potentials)
-        ops, problem = _backend_ops(_backend.get(), x_seq, dtype, signature)
+        key = (x_seq.shape[0], dtype, u is None, spec, fire_once, potentials)  # the calls one compiled kernel serves
+        ops, problem = _backend_ops(_backend.get(), x_seq, dtype, key)
     if problem is not None:
         # stacklevel 3: the code that called diet_lif_multistep / single_spike_lif_multistep
         warn_once(f"snn_ext.kernels: {problem}; running the reference implementation (same results, slower)", 3)
