@@ -9,7 +9,8 @@ from snntorch import surrogate, utils
 from torch import nn
 
 from snn_ext.core import Triangle, clamp_leak_, diet_lif_multistep
-from snn_ext.snntorch import DietLeaky, reset
+from snn_ext.core.neuron import single_spike_lif_multistep
+from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky, reset
 
 
 def test_is_an_snntorch_leaky_with_trainable_leak_and_threshold():
@@ -49,6 +50,27 @@ def test_single_step_loop_equals_forward_sequence_and_core():
         spk, mem = lif(x_seq[t], mem if mem is not None else torch.zeros_like(x_seq[0]))
         assert torch.equal(spk, spk_seq[t])
         assert torch.equal(mem, mem_seq[t])
+
+
+@pytest.mark.parametrize("kind", ["DietLeaky", "SingleSpikeLeaky"])
+def test_snntorch_state_idiom_reset_mem_before_each_batch(kind):
+    """``mem = lif.reset_mem()`` (or ``init_leaky()``) then ``spk, mem = lif(x, mem)``, batch after batch: the
+    reset state is an empty tensor before the first step and zeros of the previous batch's shape after, so the
+    last, smaller batch of an epoch starts from zeros too, as in snnTorch."""
+    torch.manual_seed(0)
+    lif = {"DietLeaky": DietLeaky, "SingleSpikeLeaky": SingleSpikeLeaky}[kind](beta=0.9, threshold=0.5)
+    core = single_spike_lif_multistep if kind == "SingleSpikeLeaky" else diet_lif_multistep
+    for batch, init in ((4, lif.init_leaky), (4, lif.reset_mem), (3, lif.reset_mem)):
+        x_seq = torch.rand(5, batch, 6)
+        mem = init()
+        assert not mem.count_nonzero()
+        for t in range(5):
+            spk, mem = lif(x_seq[t], mem)
+            assert torch.equal(spk, core(x_seq, None, 0.9, 0.5).spikes[t])
+        spk_seq, _ = lif.forward_sequence(x_seq, lif.reset_mem() if batch == 3 else lif.init_leaky())
+        assert torch.equal(spk_seq, core(x_seq, None, 0.9, 0.5).spikes)
+    with pytest.raises(ValueError, match="shape"):  # a real potential of the wrong shape is an error
+        lif(torch.rand(2, 6), torch.ones(3, 6))
 
 
 def test_init_hidden_inside_sequential_and_output():

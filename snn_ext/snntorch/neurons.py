@@ -77,7 +77,10 @@ class DietLeaky(snntorch.Leaky):
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         if mem is not None:
-            return mem
+            # snnTorch's reset state, ``reset_mem()`` / ``init_leaky()`` (an empty tensor before the first step,
+            # zeros of the last input's shape after), starts an input of any shape from zeros, as in snnTorch;
+            # a non-zero potential of the wrong shape is an error (raised by the core).
+            return None if mem.shape != step_shape and not mem.count_nonzero() else mem
         # Like snnTorch 1.0: continue from the stored state unless the input shape changed.
         return self.mem if self.mem.shape == step_shape else None
 
