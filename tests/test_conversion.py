@@ -129,6 +129,21 @@ def test_skeleton_restores_a_trained_snn_from_its_state_dict(images, tmp_path, n
         assert [float(m.factor) for m in restored.modules() if isinstance(m, Scale)] != [1.0]
 
 
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("name", list(SAVED_MODELS))
+def test_no_state_or_graph_stays_in_the_model_after_a_training_step(images, name, target):
+    """A copy of the model (an EMA or best-model copy) can be taken right after backward, and equals it."""
+    architecture, method, options, snn_options = SAVED_MODELS[name]
+    snn = snn_ext.convert(architecture().eval(), images, method, 3, target, **snn_options, **options).train()
+    snn(images).sum().backward()
+    for neuron in snn.neurons():
+        state = neuron.mem if target == "snntorch" else neuron.v
+        assert not (isinstance(state, torch.Tensor) and state.requires_grad)  # no autograd graph kept
+    copied = copy.deepcopy(snn).eval()
+    with torch.no_grad():
+        assert torch.equal(copied(images), snn.eval()(images))
+
+
 @pytest.mark.parametrize("method", list(METHOD_OPTIONS))
 def test_both_targets_give_identical_outputs(images, method):
     ann = SmallCNN().eval()
@@ -176,6 +191,7 @@ def test_conversion_never_modifies_the_ann(images):
 def test_spiking_model_interface_and_energy(images):
     ann = SmallCNN().eval()
     snn = snn_ext.convert(ann, images, "distribution_aware", 2, encoder="hybrid")
+    assert not any(module.training for module in snn.modules())  # in eval mode, wrapper and graph alike
     assert snn.timesteps == 2
     assert snn.encoder.__name__ == "hybrid"
     snn.timesteps = 5

@@ -76,6 +76,13 @@ class TimeBatchedNeuron(nn.Module):
         """``[B, ...]`` membrane potential after the last step of the last call (after its reset)."""
         return self.neuron.mem if hasattr(self.neuron, "forward_sequence") else self.neuron.v
 
+    def reset(self) -> None:
+        """Reset the neuron (through its framework's reset), dropping the last call's state and autograd graph."""
+        if hasattr(self.neuron, "forward_sequence"):
+            self.neuron.reset_mem()
+        else:
+            self.neuron.reset()
+
     def _start(self, x_seq: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x_seq[0]) + self.initial_fraction * threshold
 
@@ -231,6 +238,7 @@ class SpikingModel(nn.Module):
         self.output_neuron = output_neuron
         self.kappa = check_neuron_options(neuron, self.readout, kappa if output_neuron is not None else None, timesteps)
         self.timesteps = timesteps
+        self.train(graph.training)  # the mode of the graph it wraps (a converted graph comes in eval mode)
 
     @property
     def readout(self) -> str:
@@ -255,13 +263,20 @@ class SpikingModel(nn.Module):
         return [m.neuron for m in self.modules() if isinstance(m, TimeBatchedNeuron)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x_seq = self.encoder(images, self.timesteps)
-        out = self.graph(x_seq.flatten(0, 1))
-        if self.output_neuron is None:
-            return out.unflatten(0, (self.timesteps, images.shape[0])).mean(0)
-        spikes = self.output_neuron(out).unflatten(0, (self.timesteps, images.shape[0]))
-        integrated = self.output_neuron.potential + self.output_neuron.threshold * spikes.sum(0)
-        return spike_time_membrane_logits(spikes, integrated, self.kappa)
+        """Images ``[B, ...]`` -> logits ``[B, classes]``; every neuron is reset afterwards, so the model keeps no
+        state, and no autograd graph, between calls (it can be deep-copied at any time)."""
+        try:
+            x_seq = self.encoder(images, self.timesteps)
+            out = self.graph(x_seq.flatten(0, 1))
+            if self.output_neuron is None:
+                return out.unflatten(0, (self.timesteps, images.shape[0])).mean(0)
+            spikes = self.output_neuron(out).unflatten(0, (self.timesteps, images.shape[0]))
+            integrated = self.output_neuron.potential + self.output_neuron.threshold * spikes.sum(0)
+            return spike_time_membrane_logits(spikes, integrated, self.kappa)
+        finally:
+            for module in self.modules():
+                if isinstance(module, TimeBatchedNeuron):
+                    module.reset()
 
     def extra_repr(self) -> str:
         text = (

@@ -152,6 +152,11 @@ class SingleSpikeLeaky(DietLeaky):
     def _default_spike_grad() -> SingleSpikeSurrogate:
         return STDB()
 
+    def reset_mem(self) -> torch.Tensor:
+        """Zero the potential and end the running sequence (its spike times); returns the new potential."""
+        self._sequence = None
+        return super().reset_mem()
+
     def _state(self, start: torch.Tensor | None) -> SingleSpikeState | None:
         """Continue the running sequence when ``start`` is its potential; else begin a new one."""
         if start is None:
