@@ -144,6 +144,19 @@ def test_no_state_or_graph_stays_in_the_model_after_a_training_step(images, name
         assert torch.equal(copied(images), snn.eval()(images))
 
 
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+def test_a_float64_ann_gives_a_float64_snn_with_unrounded_thresholds(images, target):
+    ann = Residual().double().eval()
+    x = images.double()
+    snn = snn_ext.convert(ann, x, "max", 4, target)
+    assert {value.dtype for value in snn.state_dict().values() if value.is_floating_point()} == {torch.float64}
+    first = snn.neurons()[0]
+    threshold = first.threshold if target == "snntorch" else first.v_threshold
+    assert threshold.item() == ann.conv0(x).max().item()  # the calibrated peak, not its float32 rounding
+    assert snn(x).dtype == torch.float64
+    assert torch.get_default_dtype() == torch.float32  # the conversion left torch's default as it was
+
+
 @pytest.mark.parametrize("method", list(METHOD_OPTIONS))
 def test_both_targets_give_identical_outputs(images, method):
     ann = SmallCNN().eval()

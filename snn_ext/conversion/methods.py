@@ -201,13 +201,28 @@ class ConversionMethod:
         """
         encode = _checked_encoder(target, encoder, timesteps)
         kappa = self.check_options(neuron, readout, kappa, timesteps)
-        prepared = prepare(ann)
-        batches = Batches(calibration_data, max_batches, progress)
-        scales = self.scales(prepared, batches, timesteps, encode, neuron=neuron)
-        output_threshold = None
-        if readout == "spike_time":
-            output_threshold = self.output_threshold(prepared, scales, batches, timesteps, encode, neuron)
-        return build_spiking_model(prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa)
+        with _dtype_of(ann):
+            prepared = prepare(ann)
+            batches = Batches(calibration_data, max_batches, progress)
+            scales = self.scales(prepared, batches, timesteps, encode, neuron=neuron)
+            output_threshold = None
+            if readout == "spike_time":
+                output_threshold = self.output_threshold(prepared, scales, batches, timesteps, encode, neuron)
+            return build_spiking_model(prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa)
+
+
+@contextlib.contextmanager
+def _dtype_of(ann: nn.Module) -> Iterator[None]:
+    """Create new tensors (thresholds, leaks, scales, calibration states) in the dtype of ``ann``'s parameters,
+    e.g. float64 for a float64 ANN, so that calibrated values are not rounded to float32."""
+    parameter = next(ann.parameters(), None)
+    previous = torch.get_default_dtype()
+    if parameter is not None and parameter.is_floating_point():
+        torch.set_default_dtype(parameter.dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _checked_encoder(target: str, encoder: str | Callable, timesteps: int) -> Callable:
@@ -243,10 +258,11 @@ def skeleton(
     """
     encode = _checked_encoder(target, encoder, timesteps)
     kappa = check_neuron_options(neuron, readout, kappa, timesteps)
-    prepared = prepare(ann)
-    placeholders = [LayerScale(1.0, 1.0)] * len(prepared.sites)
-    output_threshold = 1.0 if readout == "spike_time" else None
-    return build_spiking_model(prepared, placeholders, timesteps, target, encode, neuron, output_threshold, kappa)
+    with _dtype_of(ann):
+        prepared = prepare(ann)
+        placeholders = [LayerScale(1.0, 1.0)] * len(prepared.sites)
+        output_threshold = 1.0 if readout == "spike_time" else None
+        return build_spiking_model(prepared, placeholders, timesteps, target, encode, neuron, output_threshold, kappa)
 
 
 def build_spiking_model(
