@@ -19,7 +19,11 @@ def ann() -> nn.Module:
         ({"target": "brian2"}, ValueError, "target must be one of snntorch, spikingjelly, got 'brian2'"),
         ({"encoder": "rate"}, ValueError, "encoder must be one of direct, hybrid"),
         ({"neuron": "ttfs"}, ValueError, "neuron must be one of"),
-        ({"calibration_batches": 0}, ValueError, "calibration_batches must be >= 1"),
+        ({"calibration_batches": 0}, ValueError, "calibration_batches must be an integer >= 1"),
+        ({"calibration_batches": 2.5}, ValueError, "calibration_batches must be an integer >= 1"),
+        ({"timesteps": 0}, ValueError, "timesteps must be an integer >= 1"),
+        ({"timesteps": 2.5}, ValueError, "timesteps must be an integer >= 1"),
+        ({"encoder": "hybrid", "timesteps": 1}, ValueError, "timesteps must be an integer >= 2"),
         ({"options": {"percentil": 99.0}}, TypeError, "accepted: percentile, scaling_factor"),
         ({"checkpoint": "missing/last.ckpt"}, FileNotFoundError, "--stage ann"),
     ],
@@ -40,6 +44,8 @@ def test_build_converts_and_forwards_timesteps():
     assert net(torch.rand(2, 1, 4, 4)).shape == (2, 4)
     net.timesteps = 5
     assert net.snn.timesteps == 5
+    with pytest.raises(ValueError, match="timesteps must be an integer >= 1"):
+        net.timesteps = 0
 
 
 @pytest.mark.parametrize("lightning_format", [True, False])

@@ -29,12 +29,12 @@ from snn_ext.conversion.spiking_model import (
     SpikingModel,
     check_neuron_options,
     check_target,
+    check_timesteps,
     make_neuron,
     resolve_encoder,
 )
 from snn_ext.core.calibration import LayerScale, ThresholdFit, percentile
 from snn_ext.core.checks import check_num_steps
-from snn_ext.core.encoding import hybrid
 from snn_ext.core.neuron import SingleSpikeState, diet_lif_multistep, single_spike_lif_multistep
 from snn_ext.core.surrogate import SpikeTimeRecord
 from snn_ext.models.activations import ClippedReLU
@@ -229,7 +229,7 @@ def _checked_encoder(target: str, encoder: str | Callable, timesteps: int) -> Ca
     """Check ``target`` and ``timesteps`` (>= 2 with the hybrid encoder); return the encoder callable."""
     check_target(target)
     encode = resolve_encoder(encoder)
-    check_num_steps(timesteps, 2 if encode is hybrid else 1, "timesteps")
+    check_timesteps(timesteps, encode)
     return encode
 
 

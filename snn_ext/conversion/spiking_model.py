@@ -21,6 +21,7 @@ __all__ = [
     "TimeBatchedNeuron",
     "check_neuron_options",
     "check_target",
+    "check_timesteps",
     "make_neuron",
 ]
 
@@ -147,6 +148,11 @@ def check_target(target: str) -> None:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
 
 
+def check_timesteps(timesteps: int, encoder: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """Raise ``ValueError`` unless ``timesteps`` is an integer >= 1 (>= 2 with the hybrid ``encoder``)."""
+    check_num_steps(timesteps, 2 if encoder is hybrid else 1, "timesteps")
+
+
 def _check_choice(value: object, choices: tuple[str, ...], name: str) -> None:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -250,7 +256,7 @@ class SpikingModel(nn.Module):
 
     @timesteps.setter
     def timesteps(self, value: int) -> None:
-        check_num_steps(value, 2 if self.encoder is hybrid else 1, "timesteps")
+        check_timesteps(value, self.encoder)
         if self.output_neuron is not None:
             _check_spike_time_steps(value)
         self._timesteps = value

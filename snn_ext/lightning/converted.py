@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from snn_ext.conversion.methods import skeleton
-from snn_ext.conversion.spiking_model import check_neuron_options, check_target, resolve_encoder
+from snn_ext.conversion.spiking_model import check_neuron_options, check_target, check_timesteps, resolve_encoder
+from snn_ext.core.checks import check_num_steps
 from snn_ext.registry import PLUGINS
 
 __all__ = ["ConvertedSNN", "load_ann_weights"]
@@ -94,10 +95,9 @@ class ConvertedSNN(nn.Module):
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if calibration_batches < 1:
-            raise ValueError(f"calibration_batches must be >= 1, got {calibration_batches}")
+        check_num_steps(calibration_batches, 1, "calibration_batches")
         check_target(target)
-        resolve_encoder(encoder)
+        check_timesteps(timesteps, resolve_encoder(encoder))
         check_neuron_options(neuron, readout, kappa, timesteps)
         # Resolve the method now: an unknown plugin name or option fails before the Trainer writes anything.
         try:
@@ -126,6 +126,7 @@ class ConvertedSNN(nn.Module):
 
     @timesteps.setter
     def timesteps(self, value: int) -> None:
+        check_timesteps(value, resolve_encoder(self.encoder))
         self._timesteps = value
         if self.snn is not None:
             self.snn.timesteps = value
