@@ -244,6 +244,11 @@ def test_unsupported_layer_is_named():
 
     with pytest.raises(TypeError, match="operation 'gelu' .* is not supported"):
         snn_ext.convert(FunctionalGelu(), torch.rand(8, 4))
+    no_statistics = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU())
+    with pytest.raises(TypeError, match="BatchNorm layer '1' keeps no running statistics"):
+        snn_ext.convert(no_statistics, torch.rand(8, 4))
+    with pytest.raises(ValueError, match="dropout layer '2' has p=1.0"):
+        snn_ext.convert(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Dropout(1.0), nn.Linear(4, 2)), torch.rand(8, 4))
 
 
 def test_untraceable_model():

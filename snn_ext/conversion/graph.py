@@ -113,6 +113,11 @@ def _fold_batch_norms(gm: fx.GraphModule) -> None:
                 "folded. Supported " + SUPPORTED
             )
         bn = modules[node.target]
+        if bn.running_mean is None or bn.running_var is None:
+            raise TypeError(
+                f"BatchNorm layer {node.target!r} keeps no running statistics (track_running_stats=False), so it "
+                "cannot be folded into the layer before it; train the ANN with track_running_stats=True"
+            )
         fused = fuse_linear_bn_eval(layer, bn) if isinstance(layer, nn.Linear) else fuse_conv_bn_eval(layer, bn)
         parent, _, name = source.target.rpartition(".")
         setattr(gm.get_submodule(parent) if parent else gm, name, fused)
@@ -129,6 +134,8 @@ def _replace_dropouts_and_identities(gm: fx.GraphModule) -> None:
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
         elif isinstance(module, _DROPOUTS):
+            if not 0.0 <= module.p < 1.0:
+                raise ValueError(f"dropout layer {node.target!r} has p={module.p}; a converted SNN needs 0 <= p < 1")
             parent, _, name = node.target.rpartition(".")
             dropout = SequenceDropout(module.p, channelwise=not isinstance(module, nn.Dropout))
             dropout.train(module.training)
