@@ -78,9 +78,14 @@ class TimeBatchedNeuron(nn.Module):
         return self.neuron.mem if hasattr(self.neuron, "forward_sequence") else self.neuron.v
 
     def reset(self) -> None:
-        """Reset the neuron (through its framework's reset), dropping the last call's state and autograd graph."""
+        """Reset the neuron (through its framework's reset), dropping the last call's state and autograd graph.
+
+        An snnTorch neuron is left with an empty potential, as a new one: snnTorch keeps every neuron it ever
+        created in a class-level list, so a batch-sized state would outlive the model.
+        """
         if hasattr(self.neuron, "forward_sequence"):
-            self.neuron.reset_mem()
+            self.neuron.reset_mem()  # also ends a fire-once sequence
+            self.neuron.mem = self.neuron.mem.new_zeros(0)
         else:
             self.neuron.reset()
 
