@@ -43,7 +43,8 @@ class TimeBatchedNeuron(nn.Module):
     neurons, the spike-time record and the step counter (a new sequence in which nobody has fired).
     ``neuron`` is a :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.snntorch.SingleSpikeLeaky`
     or a :class:`~snn_ext.spikingjelly.DietLIFNode` / :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode`
-    (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential.
+    (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential, until
+    :meth:`reset` (which :class:`SpikingModel` calls on every neuron at the end of each of its calls).
     ``initial_fraction`` is a 0-d buffer, so it is part of the ``state_dict`` (and of checkpoints).
     """
 
