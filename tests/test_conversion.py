@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conversion_nets import SmallCNN
 from spikingjelly.activation_based import ann2snn, functional
 from torch import nn
 
@@ -11,34 +12,9 @@ import snn_ext
 from snn_ext.conversion import SpikingModel
 from snn_ext.conversion.graph import Scale
 from snn_ext.core.energy import OpCounter
-from snn_ext.models import ClippedReLU
 from snn_ext.snntorch import DietLeaky
 from snn_ext.spikingjelly import DietLIFNode
 from snn_ext.spikingjelly.recipes import DistributionAwareRecipe, MaxRecipe, PercentileRecipe
-
-
-class SmallCNN(nn.Module):
-    """conv-BN-ReLU-avgpool-conv-ClippedReLU-maxpool-linear-ReLU-linear with weights giving O(1) activations."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1, self.bn1, self.act1 = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
-        self.pool1 = nn.AvgPool2d(2)
-        self.conv2, self.act2 = nn.Conv2d(6, 8, 3, padding=1), ClippedReLU(1.5)
-        self.pool2, self.flatten = nn.AvgPool2d(2), nn.Flatten()
-        self.fc1, self.act3, self.drop = nn.Linear(32, 16), nn.ReLU(), nn.Dropout(0.5)
-        self.fc2 = nn.Linear(16, 4)
-        with torch.no_grad():
-            for layer in (self.conv1, self.conv2, self.fc1, self.fc2):
-                layer.weight.mul_(3)
-            self.bn1.running_mean.uniform_(-0.1, 0.1)
-            self.bn1.running_var.uniform_(0.5, 2.0)
-
-    def forward(self, x):
-        x = self.pool1(self.act1(self.bn1(self.conv1(x))))
-        x = self.flatten(self.pool2(self.act2(self.conv2(x))))
-        return self.fc2(self.drop(self.act3(self.fc1(x))))
 
 
 class Residual(nn.Module):

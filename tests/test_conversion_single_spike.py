@@ -1,6 +1,7 @@
 """Conversion to the single-spike hybrid SNN (Datta, Kundu & Beerel 2021): fire-once neurons of both
 frameworks, the spike-time read-out, calibration, gradients, errors and a short fine-tune."""
 
+import conversion_nets
 import pytest
 import torch
 from spikingjelly.activation_based import ann2snn, functional
@@ -20,28 +21,9 @@ T = 5
 SINGLE_SPIKE = {"encoder": "hybrid", "neuron": "single_spike", "readout": "spike_time"}
 
 
-class SmallCNN(nn.Module):
-    """conv-BN-ReLU-avgpool-conv-ReLU-maxpool-linear-ReLU-dropout-linear, weights giving O(1) activations."""
-
-    def __init__(self, classes: int = 4):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1, self.bn1, self.act1 = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
-        self.pool1 = nn.AvgPool2d(2)
-        self.conv2, self.act2 = nn.Conv2d(6, 8, 3, padding=1), nn.ReLU()
-        self.pool2, self.flatten = nn.MaxPool2d(2), nn.Flatten()
-        self.fc1, self.act3, self.drop = nn.Linear(32, 16), nn.ReLU(), nn.Dropout(0.2)
-        self.fc2 = nn.Linear(16, classes)
-        with torch.no_grad():
-            for layer in (self.conv1, self.conv2, self.fc1, self.fc2):
-                layer.weight.mul_(3)
-            self.bn1.running_mean.uniform_(-0.1, 0.1)
-            self.bn1.running_var.uniform_(0.5, 2.0)
-
-    def forward(self, x):
-        x = self.pool1(self.act1(self.bn1(self.conv1(x))))
-        x = self.flatten(self.pool2(self.act2(self.conv2(x))))
-        return self.fc2(self.drop(self.act3(self.fc1(x))))
+def relu_cnn() -> nn.Module:
+    """The conversion tests' CNN with a plain ReLU, max pooling and dropout 0.2 before the classifier."""
+    return conversion_nets.SmallCNN(nn.ReLU(), nn.MaxPool2d, dropout=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +52,7 @@ def spike_counts(snn, images):
 
 @pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
 def test_single_spike_model_and_fire_once_property(images, target):
-    ann = SmallCNN().eval()
+    ann = relu_cnn().eval()
     snn = snn_ext.convert(ann, images, "percentile", T, target, **SINGLE_SPIKE)
     neuron_type = SingleSpikeLeaky if target == "snntorch" else SingleSpikeLIFNode
     assert [type(n) for n in snn.neurons()] == [neuron_type] * 4  # three hidden layers and the output
@@ -93,7 +75,7 @@ def test_single_spike_model_and_fire_once_property(images, target):
 
 @pytest.mark.parametrize("readout", ["spike_time", "mean"])
 def test_both_targets_give_identical_outputs_and_gradients(images, readout):
-    ann = SmallCNN().eval()
+    ann = relu_cnn().eval()
     labels = torch.arange(images.shape[0]) % 4
     results = []
     for target in ("snntorch", "spikingjelly"):
@@ -112,7 +94,7 @@ def test_both_targets_give_identical_outputs_and_gradients(images, readout):
 
 @pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
 def test_gradients_reach_weights_thresholds_and_leaks(images, target):
-    snn = snn_ext.convert(SmallCNN().eval(), images, "percentile", T, target, **SINGLE_SPIKE)
+    snn = snn_ext.convert(relu_cnn().eval(), images, "percentile", T, target, **SINGLE_SPIKE)
     loss = nn.functional.cross_entropy(snn(images), torch.arange(images.shape[0]) % 4)
     loss.backward()
     for name in ("conv1", "conv2", "fc1", "fc2"):
@@ -130,7 +112,7 @@ def assert_useful_grad(param):
 
 
 def test_calibration_runs_the_fire_once_hybrid_snn(images):
-    ann = SmallCNN().eval()
+    ann = relu_cnn().eval()
     diet = snn_ext.convert(ann, images, "percentile", T, encoder="hybrid")
     single = snn_ext.convert(ann, images, "percentile", T, **SINGLE_SPIKE)
     diet_thr = [n.threshold.item() for n in diet.neurons()]
@@ -145,7 +127,7 @@ def test_calibration_runs_the_fire_once_hybrid_snn(images):
 
 
 def test_max_method_and_spikingjelly_recipe(images):
-    ann = SmallCNN().eval()
+    ann = relu_cnn().eval()
     snn = snn_ext.convert(ann, images, "max", T, **SINGLE_SPIKE)
     assert all(c.max() <= 1 for c in spike_counts(snn, images))
     recipe = PercentileRecipe([images], timesteps=T, kappa=0.5, **SINGLE_SPIKE)
@@ -159,7 +141,7 @@ def test_max_method_and_spikingjelly_recipe(images):
 
 
 def test_defaults_are_unchanged(images):
-    snn = snn_ext.convert(SmallCNN().eval(), images, "percentile", 3)
+    snn = snn_ext.convert(relu_cnn().eval(), images, "percentile", 3)
     assert (snn.neuron, snn.readout, snn.kappa, snn.output_neuron) == ("diet", "mean", None, None)
     assert all(type(n) is DietLeaky for n in snn.neurons())
     assert "neuron=diet, readout=mean" in repr(snn)
@@ -167,7 +149,7 @@ def test_defaults_are_unchanged(images):
 
 
 def test_spike_time_readout_also_on_diet_neurons(images):
-    snn = snn_ext.convert(SmallCNN().eval(), images, "percentile", T, "spikingjelly", readout="spike_time", kappa=0.0)
+    snn = snn_ext.convert(relu_cnn().eval(), images, "percentile", T, "spikingjelly", readout="spike_time", kappa=0.0)
     *hidden, output = snn.neurons()
     assert all(type(n).__name__ == "DietLIFNode" for n in hidden)
     assert isinstance(output, SingleSpikeLIFNode)
@@ -177,7 +159,7 @@ def test_spike_time_readout_also_on_diet_neurons(images):
 
 
 def test_timesteps_stay_assignable(images):
-    snn = snn_ext.convert(SmallCNN().eval(), images, "percentile", T, neuron="single_spike", readout="spike_time")
+    snn = snn_ext.convert(relu_cnn().eval(), images, "percentile", T, neuron="single_spike", readout="spike_time")
     snn.timesteps = 3
     assert all(m.timesteps == 3 for m in snn.modules() if isinstance(m, TimeBatchedNeuron))
     assert snn(images).shape == (images.shape[0], 4)
@@ -186,7 +168,7 @@ def test_timesteps_stay_assignable(images):
 
 
 def test_bad_options_are_named(images):
-    ann = SmallCNN().eval()
+    ann = relu_cnn().eval()
     with pytest.raises(ValueError, match="neuron must be one of 'diet', 'single_spike', got 'ttfs'"):
         snn_ext.convert(ann, images, neuron="ttfs")
     with pytest.raises(ValueError, match="readout must be one of 'mean', 'spike_time', got 'rate'"):
