@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snn_ext.conversion.spiking_model import TARGETS
+from snn_ext.conversion.spiking_model import TARGETS, check_target
 
 __all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "quickstart", "train_digits_ann"]
 
@@ -220,8 +220,7 @@ def quickstart(cfg: QuickstartConfig) -> list[Row]:
 
     from snn_ext.lightning import DigitsDataModule, SingleSpikeMLP, SNNModule
 
-    if cfg.framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {cfg.framework!r}")
+    check_target(cfg.framework, "framework")
     cfg.output.mkdir(parents=True, exist_ok=True)
     _quiet_lightning()
     start = time.perf_counter()

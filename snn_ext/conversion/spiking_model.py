@@ -148,10 +148,10 @@ def make_neuron(
     return TimeBatchedNeuron(module, timesteps, initial_fraction)
 
 
-def check_target(target: str) -> None:
-    """Raise ``ValueError`` unless ``target`` is one of :data:`TARGETS`."""
+def check_target(target: str, name: str = "target") -> None:
+    """Raise ``ValueError`` unless ``target`` is one of :data:`TARGETS` (``name``: the argument, for the message)."""
     if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        raise ValueError(f"{name} must be one of {', '.join(TARGETS)}, got {target!r}")
 
 
 def check_timesteps(timesteps: int, encoder: Callable[[torch.Tensor, int], torch.Tensor]) -> None:

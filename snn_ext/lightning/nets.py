@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snn_ext.conversion.spiking_model import TARGETS
+from snn_ext.conversion.spiking_model import check_target
 from snn_ext.core.encoding import hybrid
 from snn_ext.core.loss import spike_time_membrane_logits
 
@@ -40,8 +40,7 @@ class SingleSpikeMLP(nn.Module):
         kappa: float = 1.0,
     ) -> None:
         super().__init__()
-        if framework not in TARGETS:
-            raise ValueError(f"framework must be one of {', '.join(TARGETS)}, got {framework!r}")
+        check_target(framework, "framework")
         if timesteps < 2:
             raise ValueError(f"timesteps must be >= 2 for hybrid encoding, got {timesteps}")
         self.framework, self.timesteps, self.kappa = framework, timesteps, kappa
