@@ -85,8 +85,8 @@ class TimeBatchedNeuron(nn.Module):
         created in a class-level list, so a batch-sized state would outlive the model.
         """
         if hasattr(self.neuron, "forward_sequence"):
-            self.neuron.reset_mem()  # also ends a fire-once sequence
             self.neuron.mem = self.neuron.mem.new_zeros(0)
+            self.neuron.reset_mem()  # zeros like the empty potential (no allocation); also ends a fire-once sequence
         else:
             self.neuron.reset()
 
