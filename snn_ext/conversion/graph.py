@@ -10,7 +10,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from snn_ext.conversion.spiking_model import SequenceDropout
+from snn_ext._format import format_param
+from snn_ext.conversion.spiking_model import SequenceDropout, adopt_channel_shapes
 from snn_ext.models.activations import ClippedReLU
 
 __all__ = [
@@ -53,20 +54,37 @@ SUPPORTED = (
 class Scale(nn.Module):
     """Multiplies by a constant spike amplitude where it cannot be folded into weights (e.g. a residual add).
 
-    ``factor`` is a 0-d buffer, so it is part of the ``state_dict`` (and of checkpoints).
+    ``factor`` is a buffer, so it is part of the ``state_dict`` (and of checkpoints): ``[]`` per layer or ``[C]``
+    per channel of dimension 1 (of ``[N, C, ...]``, or of ``[N, C * S]`` after a flatten: each channel's factor
+    on its ``S`` consecutive features).
     """
 
     factor: torch.Tensor
 
-    def __init__(self, factor: float) -> None:
+    def __init__(self, factor: float | torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("factor", torch.tensor(float(factor)))
+        self.register_buffer("factor", torch.as_tensor(factor, dtype=torch.get_default_dtype()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
+        return x * _channel_factor(self.factor, x.dim(), x.shape[1])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        adopt_channel_shapes(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"factor={float(self.factor):.4g}"
+        return f"factor={format_param(self.factor)}"
+
+
+def _channel_factor(factor: torch.Tensor, dim: int, features: int) -> torch.Tensor:
+    """``factor`` (``[]`` or ``[C]``) shaped to broadcast against dimension 1 of a ``dim``-d tensor with
+    ``features`` entries there: ``C`` channels, or ``C * S`` features of flattened channels."""
+    if factor.dim() == 0:
+        return factor
+    channels = factor.shape[0]
+    if features % channels:
+        raise ValueError(f"{channels} per-channel amplitudes do not divide the {features} features of dimension 1")
+    return factor.repeat_interleave(features // channels).reshape(features, *([1] * (dim - 2)))
 
 
 @dataclass
@@ -193,12 +211,12 @@ def _is_transparent(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in _TRANSPARENT_METHODS
 
 
-def fold_amplitudes(gm: fx.GraphModule, amplitudes: dict[str, float]) -> None:
-    """Make every neuron's spikes count ``amplitude`` ANN units (in place).
+def fold_amplitudes(gm: fx.GraphModule, amplitudes: dict[str, float | torch.Tensor]) -> None:
+    """Make every neuron's spikes count ``amplitude`` ANN units (in place); per layer or per channel ``[C]``.
 
     From each neuron, follow its outputs through pooling/flatten/view: a conv/linear layer reached this
-    way gets its weight multiplied by the amplitude (its input stays binary); any other consumer
-    (a residual add, the model output) gets a :class:`Scale` on that edge.
+    way gets its weight multiplied by the amplitude along its input dimension (its input stays binary);
+    any other consumer (a residual add, the model output) gets a :class:`Scale` on that edge.
     """
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
@@ -212,8 +230,15 @@ def fold_amplitudes(gm: fx.GraphModule, amplitudes: dict[str, float]) -> None:
                 if _is_transparent(user, modules):
                     stack.append(user)
                 elif user.op == "call_module" and isinstance(modules[user.target], _SYNAPTIC):
+                    weight = modules[user.target].weight
+                    if getattr(modules[user.target], "groups", 1) != 1 and torch.as_tensor(factor).dim():
+                        raise TypeError(
+                            f"layer {user.target!r} is a grouped convolution; per-channel spike amplitudes cannot be "
+                            "folded into it: convert with per_channel=False"
+                        )
                     with torch.no_grad():
-                        modules[user.target].weight.mul_(factor)
+                        factor_t = torch.as_tensor(factor, dtype=weight.dtype)
+                        weight.mul_(_channel_factor(factor_t, weight.dim(), weight.shape[1]))
                 else:
                     name = f"{node.target.replace('.', '_')}_scale_{len(modules)}"
                     gm.add_submodule(name, Scale(factor))

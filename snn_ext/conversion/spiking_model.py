@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from snn_ext.core.checks import check_num_steps
+from snn_ext._format import format_param
+from snn_ext.core.checks import channel_view, check_num_steps
 from snn_ext.core.encoding import direct, hybrid
 from snn_ext.core.loss import spike_time_membrane_logits
 
@@ -19,6 +20,7 @@ __all__ = [
     "SequenceDropout",
     "SpikingModel",
     "TimeBatchedNeuron",
+    "adopt_channel_shapes",
     "check_neuron_options",
     "check_target",
     "check_timesteps",
@@ -45,16 +47,23 @@ class TimeBatchedNeuron(nn.Module):
     or a :class:`~snn_ext.spikingjelly.DietLIFNode` / :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode`
     (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential, until
     :meth:`reset` (which :class:`SpikingModel` calls on every neuron at the end of each of its calls).
-    ``initial_fraction`` is a 0-d buffer, so it is part of the ``state_dict`` (and of checkpoints).
+    ``initial_fraction`` is a buffer (``[]`` per layer or ``[C]`` per channel, like the threshold: channels are
+    dimension 1 of each step ``[B, C, ...]``), so it is part of the ``state_dict`` (and of checkpoints).
+    Loading a ``state_dict`` with per-channel ``[C]`` values into per-layer ``[]`` ones (a
+    :func:`~snn_ext.conversion.skeleton` of a per-channel conversion) gives them the stored shape.
     """
 
     initial_fraction: torch.Tensor
 
-    def __init__(self, neuron: nn.Module, timesteps: int, initial_fraction: float = 0.0) -> None:
+    def __init__(self, neuron: nn.Module, timesteps: int, initial_fraction: float | torch.Tensor = 0.0) -> None:
         super().__init__()
         self.neuron = neuron
         self.timesteps = timesteps
-        self.register_buffer("initial_fraction", torch.tensor(float(initial_fraction)))
+        self.register_buffer("initial_fraction", torch.as_tensor(initial_fraction, dtype=torch.get_default_dtype()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        adopt_channel_shapes(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
@@ -91,10 +100,31 @@ class TimeBatchedNeuron(nn.Module):
             self.neuron.reset()
 
     def _start(self, x_seq: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x_seq[0]) + self.initial_fraction * threshold
+        step = x_seq[0]
+        fraction = channel_view(self.initial_fraction, step, "initial_fraction")
+        return torch.zeros_like(step) + fraction * channel_view(threshold, step, "threshold")
 
     def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, initial_fraction={float(self.initial_fraction):.4g}"
+        return f"timesteps={self.timesteps}, initial_fraction={format_param(self.initial_fraction)}"
+
+
+def adopt_channel_shapes(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
+    """Give ``module``'s 0-d parameters and buffers (its own and its descendants') the shape ``[C]`` of the
+    same key in ``state_dict`` (keys start with ``prefix``), keeping dtype, device and ``requires_grad``;
+    nothing else changes, so ``load_state_dict`` still reports every other mismatch."""
+    tensors = [(name, t, True) for name, t in module.named_parameters()]
+    tensors += [(name, t, False) for name, t in module.named_buffers()]
+    for name, tensor, is_parameter in tensors:
+        stored = state_dict.get(prefix + name)
+        if not isinstance(stored, torch.Tensor) or tensor.dim() != 0 or stored.dim() != 1:
+            continue
+        owner_name, _, attribute = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        resized = tensor.detach().new_empty(stored.shape)
+        if is_parameter:
+            setattr(owner, attribute, nn.Parameter(resized, requires_grad=tensor.requires_grad))
+        else:
+            owner.register_buffer(attribute, resized)
 
 
 class SequenceDropout(nn.Module):
@@ -125,9 +155,15 @@ class SequenceDropout(nn.Module):
 
 
 def make_neuron(
-    target: str, threshold: float, timesteps: int, initial_fraction: float = 0.0, neuron: str = "diet"
+    target: str,
+    threshold: float | torch.Tensor,
+    timesteps: int,
+    initial_fraction: float | torch.Tensor = 0.0,
+    neuron: str = "diet",
 ) -> TimeBatchedNeuron:
     """An integrate-and-fire neuron (leak 1, trainable leak and threshold) of ``target``.
+
+    ``threshold`` and ``initial_fraction``: per layer (a float) or per channel (``[C]``, dimension 1).
 
     ``neuron="diet"``: :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.spikingjelly.DietLIFNode`
     (triangle surrogate); ``"single_spike"``: :class:`~snn_ext.snntorch.SingleSpikeLeaky` /

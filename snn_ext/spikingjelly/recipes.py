@@ -106,7 +106,7 @@ class PercentileRecipe(_SnnExtRecipe):
 
 
 class DistributionAwareRecipe(_SnnExtRecipe):
-    """Datta & Beerel (2022) (see :class:`~snn_ext.conversion.DistributionAwareConversion`); option ``shifts``;
-    no ``neuron="single_spike"``."""
+    """Datta & Beerel (2022) (see :class:`~snn_ext.conversion.DistributionAwareConversion`); options ``shifts``,
+    ``per_channel``; no ``neuron="single_spike"``."""
 
     method_class = DistributionAwareConversion
