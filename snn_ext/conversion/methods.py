@@ -456,7 +456,7 @@ class DistributionAwareConversion(ConversionMethod):
             for x in batches:
                 dnn_input = _input_of(prepared.graph, site, x.to(_device(snn)))
                 snn_current = _input_of(snn, site, encoder(x.to(_device(snn)), timesteps).flatten(0, 1))
-                fit.update(dnn_input, snn_current.unflatten(0, (timesteps, -1)).mean(0))
+                fit.update(dnn_input, snn_current.unflatten(0, (timesteps, -1)))
             scale, self.errors[site] = fit.solve()
             scales.append(scale)
             _replace(snn, site, _SpikingSite(scale, timesteps))

@@ -5,21 +5,24 @@
   over steps, averaged over calibration batches, with the earlier layers spiking at their unscaled
   thresholds; every threshold is multiplied by the scaling factor at the end (as the official
   ``find_threshold``).
-* ``distribution_aware`` (Datta & Beerel 2022): for each layer, pick the threshold ``alpha * mu`` and the
-  spike amplitude ``beta * mu`` that minimise the error between the DNN activation and the SNN's average
-  output after ``T`` steps, over the empirical distribution of the layer's inputs::
+* ``distribution_aware`` (Datta & Beerel 2022): for each layer (or each channel), pick the threshold
+  ``alpha * mu`` and the spike amplitude ``beta * mu`` that minimise the error between the DNN activation and
+  the SNN's average output after ``T`` steps, over the empirical distribution of the layer's inputs::
 
-      E[(clip(x_dnn, 0, mu) - beta * mu * n_T(x_snn, alpha * mu, shift) / T) ** 2]
+      E[(clip(x_dnn, 0, mu) - beta * mu * n_T(c_snn, alpha * mu, shift) / T) ** 2]
 
-  ``mu`` is the layer's clip (``ClippedReLU``); ``x_dnn`` the DNN pre-activation and ``x_snn`` the
-  input current of the same neuron in the partly converted SNN (earlier layers already spiking, averaged
-  over the ``T`` steps), so errors of earlier layers are compensated; ``n_T`` is the spike count of an
-  integrate-and-fire neuron under constant input (:func:`if_spike_count`) that starts at
-  ``shift * threshold``. :class:`ThresholdFit` accumulates the sufficient statistics batch by batch
-  (memory bounded) for a grid of ``alpha`` and each ``shift``, with the least-squares ``beta`` in closed
-  form. The paper's own fitting script is not public; this objective is ours, documented here.
-  ``shift = 0.5`` (start at half the threshold, as in QCFS, Bu et al. 2022) turns the floor of the spike
-  count into rounding; it is one of the candidates unless ``shifts=(0.0,)``.
+  ``mu`` is the layer's clip (``ClippedReLU``); ``x_dnn`` the DNN pre-activation and ``c_snn[1..T]`` the
+  input currents of the same neuron in the partly converted SNN (earlier layers already spiking), so errors
+  of earlier layers are compensated; ``n_T`` is the spike count of the integrate-and-fire neuron, started
+  at ``shift * threshold`` and *simulated* on those currents, so the fit sees what the neuron really does
+  when its input varies from step to step (spikes that arrive late in a deep layer, a shortcut that fires
+  before the residual branch: on a 3-block ResNet at T=2 a constant-input model of the time-averaged
+  current gave 0.709 accuracy, the simulated count 0.962). :class:`ThresholdFit` accumulates the
+  sufficient statistics batch by batch on a fixed-size random sample of each batch (memory bounded) for a
+  grid of ``alpha`` and each ``shift``, with the least-squares ``beta`` in closed form. The paper's own
+  fitting script is not public; this objective is ours, documented here. ``shift = 0.5`` (start at half
+  the threshold, as in QCFS, Bu et al. 2022) turns the floor of the spike count into rounding; it is one of
+  the candidates unless ``shifts=(0.0,)``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LayerScale", "ThresholdFit", "if_spike_count", "percentile"]
+__all__ = ["LayerScale", "ThresholdFit", "percentile"]
+
+_SIMULATION_ELEMENTS = 2**22
+"""Neurons simulated at once by :class:`ThresholdFit` (channels x candidates x samples): bounds its memory."""
 
 
 @dataclass(frozen=True)
@@ -61,17 +67,6 @@ def percentile(x: torch.Tensor, q: float) -> float:
     return flat.kthvalue(k).values.item()
 
 
-def if_spike_count(
-    x: torch.Tensor, threshold: float | torch.Tensor, timesteps: int, shift: float = 0.0
-) -> torch.Tensor:
-    """Spikes of an IF neuron under constant input ``x`` for ``timesteps`` steps, starting at ``shift * threshold``.
-
-    With soft reset and firing when ``u > threshold``: ``ceil(T x / threshold + shift) - 1``, clamped to
-    ``[0, T]`` (at most one spike per step). Broadcasts ``x`` against ``threshold``.
-    """
-    return torch.clamp(torch.ceil(timesteps * x / threshold + shift) - 1, 0, timesteps)
-
-
 class ThresholdFit:
     """Streaming fit of one layer's threshold, amplitude and initial potential (see the module docstring).
 
@@ -81,8 +76,11 @@ class ThresholdFit:
     Args:
         clip: the layer's ``mu`` (> 0), or one per channel ``[C]``.
         timesteps: the SNN's ``T``.
-        alphas: candidate ``threshold / mu`` values (default 400 in ``(0, 2]``).
+        alphas: candidate ``threshold / mu`` values (default 200 in ``(0, 2]``).
         shifts: candidate initial potentials as fractions of the threshold.
+        samples: elements per channel (per layer: of the layer) drawn from each batch, without replacement,
+            by a generator seeded with ``seed`` (the fit is deterministic); all when the batch has fewer.
+        seed: seed of that generator.
     """
 
     def __init__(
@@ -91,13 +89,18 @@ class ThresholdFit:
         timesteps: int,
         alphas: torch.Tensor | None = None,
         shifts: tuple[float, ...] = (0.0, 0.5),
+        samples: int = 4096,
+        seed: int = 0,
     ) -> None:
         clips = torch.as_tensor(clip, dtype=torch.float64).detach().cpu()
         if clips.dim() > 1 or not clips.numel() or not bool((clips > 0).all()):
             raise ValueError(f"clip must be > 0 (a float, or a 1-d tensor per channel), got {clip!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
         self.per_channel = clips.dim() == 1
-        self.clip, self.timesteps, self.shifts = clips.reshape(-1), timesteps, tuple(shifts)
-        self.alphas = torch.linspace(0.005, 2.0, 400, dtype=torch.float64) if alphas is None else alphas.double()
+        self.clip, self.timesteps, self.shifts, self.samples = clips.reshape(-1), timesteps, tuple(shifts), samples
+        self.alphas = torch.linspace(0.01, 2.0, 200, dtype=torch.float64) if alphas is None else alphas.double()
+        self._generator = torch.Generator().manual_seed(seed)
         # [channel, shift, alpha]: sum(c * q), sum(q * q); plus sum(c * c) and the element count per channel
         self._cross = torch.zeros(len(self.clip), len(self.shifts), len(self.alphas), dtype=torch.float64)
         self._power = torch.zeros_like(self._cross)
@@ -105,34 +108,39 @@ class ThresholdFit:
         self._count = 0
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
-        """``[channels, elements]`` in float64 on the CPU: dimension 1 first per channel, else one row."""
+        """``[channels, elements]`` on the CPU: dimension 1 first per channel, else one row."""
         if not self.per_channel:
-            return x.reshape(1, -1).double().cpu()
+            return x.reshape(1, -1).cpu()
         if x.dim() < 2 or x.shape[1] != len(self.clip):
             raise ValueError(f"per-channel fit of {len(self.clip)} channels got a batch of shape {tuple(x.shape)}")
-        return x.transpose(0, 1).reshape(len(self.clip), -1).double().cpu()
+        return x.transpose(0, 1).reshape(len(self.clip), -1).cpu()
 
-    def update(self, dnn_input: torch.Tensor, snn_current: torch.Tensor) -> None:
-        """Add a batch: DNN pre-activations and the SNN's time-averaged input currents, same shape ``[B, ...]``.
+    def update(self, dnn_input: torch.Tensor, snn_currents: torch.Tensor) -> None:
+        """Add a batch: DNN pre-activations ``[B, ...]`` and the SNN's input currents ``[T, B, ...]``.
 
-        Uses ``n_T(x) = sum_{k=1..T} 1[x > (k - shift) * threshold / T]``: after sorting the batch once, every
-        candidate costs ``T`` binary searches instead of a pass over the batch.
+        Simulates the integrate-and-fire neuron (leak 1, soft reset, spike where ``u > threshold``) for every
+        candidate threshold and initial potential on a sample of :attr:`samples` elements per channel.
         """
-        if dnn_input.shape != snn_current.shape:
-            raise ValueError(f"shapes differ: {tuple(dnn_input.shape)} vs {tuple(snn_current.shape)}")
-        clip = self.clip.view(-1, 1)
-        target = torch.minimum(self._rows(dnn_input).clamp(min=0), clip) / clip
-        current, order = torch.sort(self._rows(snn_current), dim=1)
-        zeros = torch.zeros(len(clip), 1, dtype=torch.float64)
-        prefix = torch.cat([zeros, torch.cumsum(target.gather(1, order), 1)], 1)
-        steps = torch.arange(1, self.timesteps + 1, dtype=torch.float64)
-        shifts = torch.tensor(self.shifts, dtype=torch.float64).view(1, -1, 1, 1)
-        # [channel, shift, alpha, k]: the k-th spike needs x > (k - shift) * alpha * mu / T
-        bounds = (steps - shifts) * self.alphas.view(1, 1, -1, 1) * clip.view(-1, 1, 1, 1) / self.timesteps
-        below = torch.searchsorted(current, bounds.reshape(len(clip), -1), right=True)
-        above = (current.shape[1] - below).view(bounds.shape)
-        self._cross += (prefix[:, -1:] - prefix.gather(1, below)).view(bounds.shape).sum(-1) / self.timesteps
-        self._power += ((2 * steps - 1) * above).sum(-1) / self.timesteps**2
+        if snn_currents.shape != (self.timesteps, *dnn_input.shape):
+            raise ValueError(
+                f"snn_currents must be [T={self.timesteps}, *dnn_input.shape] = "
+                f"{[self.timesteps, *dnn_input.shape]}, got {list(snn_currents.shape)}"
+            )
+        targets = self._rows(dnn_input)
+        currents = torch.stack([self._rows(step) for step in snn_currents], 1)  # [channel, T, elements]
+        if targets.shape[1] > self.samples:
+            chosen = torch.randperm(targets.shape[1], generator=self._generator)[: self.samples]
+            targets, currents = targets[:, chosen], currents[:, :, chosen]
+        clip = self.clip.view(-1, 1).to(targets.dtype)
+        target = (torch.minimum(targets.clamp(min=0), clip) / clip).double()
+        thresholds = self.alphas.to(currents.dtype).view(1, -1, 1) * clip.view(-1, 1, 1)  # [channel, alpha, 1]
+        chunk = max(1, _SIMULATION_ELEMENTS // (len(self.alphas) * target.shape[1]))  # channels per pass
+        for first in range(0, len(self.clip), chunk):
+            part = slice(first, first + chunk)
+            for i, shift in enumerate(self.shifts):
+                rates = _if_rates(currents[part], thresholds[part], shift).double()  # [channel, alpha, elements]
+                self._cross[part, i] += (rates * target[part].unsqueeze(1)).sum(-1)
+                self._power[part, i] += (rates * rates).sum(-1)
         self._target_power += (target * target).sum(1)
         self._count += target.shape[1]
 
@@ -164,3 +172,16 @@ class ThresholdFit:
             dtype = torch.get_default_dtype()
             return LayerScale(threshold.to(dtype), amplitude.to(dtype), fraction.to(dtype)), error
         return LayerScale(threshold.item(), amplitude.item(), fraction.item()), error
+
+
+def _if_rates(currents: torch.Tensor, thresholds: torch.Tensor, shift: float) -> torch.Tensor:
+    """Spike counts / T of IF neurons: currents ``[C, T, N]``, thresholds ``[C, A, 1]`` -> ``[C, A, N]``."""
+    timesteps = currents.shape[1]
+    potential = (shift * thresholds).expand(-1, -1, currents.shape[2]).clone()
+    count = torch.zeros_like(potential)
+    for t in range(timesteps):
+        potential += currents[:, t].unsqueeze(1)
+        spikes = (potential > thresholds).to(potential.dtype)
+        potential -= thresholds * spikes
+        count += spikes
+    return count / timesteps
