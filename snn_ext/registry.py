@@ -197,7 +197,12 @@ def _builtin_plugins() -> Plugins:
     plugins.neuron.register(
         "single_spike_lif", framework="spikingjelly", target="snn_ext.spikingjelly:SingleSpikeLIFNode"
     )
-    for name, cls in (("max", "Max"), ("percentile", "Percentile"), ("distribution_aware", "DistributionAware")):
+    for name, cls in (
+        ("max", "Max"),
+        ("percentile", "Percentile"),
+        ("distribution_aware", "DistributionAware"),
+        ("qcfs", "QCFS"),
+    ):
         plugins.converter.register(name, framework="core", target=f"snn_ext.conversion:{cls}Conversion")
         plugins.converter.register(name, framework="spikingjelly", target=f"snn_ext.spikingjelly.recipes:{cls}Recipe")
     for name in ("direct", "hybrid"):

@@ -83,7 +83,7 @@ def test_threshold_fit_errors():
     with pytest.raises(ValueError, match="samples must be an integer >= 1"):
         ThresholdFit(1.0, 2, samples=0)
     fit = ThresholdFit(1.0, 2)
-    with pytest.raises(ValueError, match=r"snn_currents must be \[T=2, \*dnn_input.shape\]"):
+    with pytest.raises(ValueError, match=r"snn_currents must be \[T=2, \*dnn_output.shape\]"):
         fit.update(torch.zeros(3), torch.zeros(3))
     with pytest.raises(ValueError, match="per-channel fit of 2 channels"):
         ThresholdFit(torch.ones(2), 2).update(torch.zeros(4, 3), torch.zeros(2, 4, 3))

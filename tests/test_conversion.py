@@ -11,6 +11,7 @@ from torch import nn
 import snn_ext
 from snn_ext.conversion import SpikingModel
 from snn_ext.conversion.graph import Scale
+from snn_ext.conversion.spiking_model import make_neuron
 from snn_ext.core.energy import OpCounter
 from snn_ext.snntorch import DietLeaky
 from snn_ext.spikingjelly import DietLIFNode
@@ -255,8 +256,10 @@ def test_bad_calibration_data_and_arguments():
         snn_ext.convert(ann, (torch.rand(2, 4) for _ in range(2)))
     with pytest.raises(TypeError, match="calibration batches must be tensors"):
         snn_ext.convert(ann, [["not", "tensors"]])
-    with pytest.raises(snn_ext.PluginNotFoundError, match="known converter plugins: distribution_aware, max"):
-        snn_ext.convert(ann, torch.rand(2, 4), method="qcfs")
+    with pytest.raises(
+        snn_ext.PluginNotFoundError, match="known converter plugins: distribution_aware, max, percentile, qcfs"
+    ):
+        snn_ext.convert(ann, torch.rand(2, 4), method="spikezip")
     with pytest.raises(ValueError, match="target must be one of snntorch, spikingjelly"):
         snn_ext.convert(ann, torch.rand(2, 4), target="norse")
     with pytest.raises(ValueError, match="encoder must be one of direct, hybrid"):
@@ -268,3 +271,36 @@ def test_bad_calibration_data_and_arguments():
         snn_ext.convert(silent, torch.zeros(2, 4), method="max")
     with pytest.raises(TypeError, match="no ReLU or ClippedReLU"):
         snn_ext.convert(nn.Sequential(nn.Linear(4, 2)), torch.rand(2, 4))
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("width", [3, 5])  # C == W and C != W
+def test_per_channel_initial_potential_acts_on_channels(target, width):
+    """A per-channel threshold and initial fraction start each channel (dimension 1) at fraction * threshold."""
+    channels = 3
+    neuron = make_neuron(target, torch.tensor([1.0, 2.0, 4.0]), 1, torch.tensor([0.5, 0.25, 0.0]))
+    x = torch.full((2, channels, 4, width), 0.6)  # T=1: one step
+    spikes = neuron(x)
+    # first step by hand: u = start + 0.6 with start = (0.5, 0.5, 0.0) per channel; spike where u > threshold
+    expected = torch.tensor([1.0, 0.0, 0.0]).view(1, channels, 1, 1).expand_as(x)
+    assert torch.equal(spikes, expected)
+    potential = neuron.potential
+    torch.testing.assert_close(potential[:, :, 0, 0], torch.tensor([[0.1, 1.1, 0.6]]).expand(2, -1))
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+def test_micro_batches_bound_the_activations_and_keep_the_logits(images, target):
+    snn = snn_ext.convert(Residual().eval(), images, "distribution_aware", 16, target)
+    with torch.no_grad():
+        whole = snn(images)
+        snn.micro_batch = 3
+        seen = []
+        hooks = [m.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0])) for m in snn.graph.modules()]
+        chunked = snn(images)
+        for hook in hooks:
+            hook.remove()
+    assert torch.equal(chunked, whole)
+    assert max(seen) == 16 * 3  # T * micro_batch rows at most, whatever B
+    assert "micro_batch=3" in repr(snn)
+    with pytest.raises(ValueError, match="micro_batch must be an integer >= 1"):
+        snn.micro_batch = 0

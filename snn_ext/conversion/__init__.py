@@ -27,6 +27,7 @@ from snn_ext.conversion.methods import (
     DistributionAwareConversion,
     MaxConversion,
     PercentileConversion,
+    QCFSConversion,
     skeleton,
 )
 from snn_ext.conversion.spiking_model import NEURONS, READOUTS, SequenceDropout, SpikingModel
@@ -40,6 +41,7 @@ __all__ = [
     "DistributionAwareConversion",
     "MaxConversion",
     "PercentileConversion",
+    "QCFSConversion",
     "SequenceDropout",
     "SpikingModel",
     "convert",
@@ -65,12 +67,13 @@ def convert(
     """Convert a trained ANN into a :class:`SpikingModel` (images ``[B, ...]`` in, logits ``[B, C]`` out).
 
     Args:
-        ann: the trained network (never modified): ReLU or ``ClippedReLU`` activations, conv/linear
+        ann: the trained network (never modified): ReLU, ``ClippedReLU`` or ``QCFS`` activations, conv/linear
             layers, pooling, BatchNorm after conv/linear (folded), residual additions.
         calibration_data: training images: a DataLoader, a list of batches (tensors or ``(x, y)``), or
             one tensor ``[B, ...]``.
-        method: a registered converter plugin: ``"max"``, ``"percentile"`` (DIET-SNN) or
-            ``"distribution_aware"`` (Datta & Beerel 2022); see ``snn_ext.list_plugins("converter")``.
+        method: a registered converter plugin: ``"max"``, ``"percentile"`` (DIET-SNN),
+            ``"distribution_aware"`` (Datta & Beerel 2022) or ``"qcfs"`` (Bu et al. 2022, for ANNs trained with
+            ``snn_ext.models.QCFS``); see ``snn_ext.list_plugins("converter")``.
         timesteps: ``T`` of the SNN.
         target: ``"snntorch"`` or ``"spikingjelly"``: the framework of the neurons in the result.
         encoder: ``"direct"`` (analog image every step), ``"hybrid"`` or a callable ``(x, T) -> [T, B, ...]``.

@@ -12,7 +12,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from snn_ext._format import format_param
 from snn_ext.conversion.spiking_model import SequenceDropout, adopt_channel_shapes
-from snn_ext.models.activations import ClippedReLU
+from snn_ext.models.activations import QCFS, ClippedReLU
 
 __all__ = [
     "ACTIVATIONS",
@@ -25,7 +25,7 @@ __all__ = [
     "trace",
 ]
 
-ACTIVATIONS = (nn.ReLU, ClippedReLU)
+ACTIVATIONS = (nn.ReLU, ClippedReLU, QCFS)
 """Activation modules that become spiking neurons."""
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _TRANSPARENT_MODULES = (
@@ -43,7 +43,7 @@ _TRANSPARENT_FUNCTIONS = (torch.flatten,)
 _TRANSPARENT_METHODS = ("flatten", "view", "reshape")
 _ADD = (operator.add, torch.add)
 SUPPORTED = (
-    "modules: Conv1d/2d/3d, Linear, ReLU, snn_ext.models.ClippedReLU, AvgPool1d/2d, AdaptiveAvgPool2d, "
+    "modules: Conv1d/2d/3d, Linear, ReLU, snn_ext.models.ClippedReLU and QCFS, AvgPool1d/2d, AdaptiveAvgPool2d, "
     "MaxPool1d/2d, Flatten, Dropout/Dropout1d/Dropout2d (mask fixed across time steps), Identity, "
     "BatchNorm directly after a conv/linear layer (folded); "
     "functions: torch.flatten, + / torch.add (residual connections); "
@@ -97,7 +97,7 @@ class PreparedANN:
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, keeping activations (also our ClippedReLU) as single modules."""
+    """torch.fx's tracer, keeping activations (also our ClippedReLU and QCFS) as single modules."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, ACTIVATIONS) or super().is_leaf_module(m, module_qualified_name)
@@ -194,7 +194,7 @@ def prepare_graph(gm: fx.GraphModule) -> PreparedANN:
     modules = dict(gm.named_modules())
     sites = [n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], ACTIVATIONS)]
     if not sites:
-        raise TypeError("the model has no ReLU or ClippedReLU activation to convert into spiking neurons")
+        raise TypeError("the model has no ReLU, ClippedReLU or QCFS activation to convert into spiking neurons")
     return PreparedANN(gm, sites)
 
 

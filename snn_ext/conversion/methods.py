@@ -37,7 +37,7 @@ from snn_ext.core.calibration import LayerScale, ThresholdFit, percentile
 from snn_ext.core.checks import channel_view, check_num_steps
 from snn_ext.core.neuron import SingleSpikeState, diet_lif_multistep, single_spike_lif_multistep
 from snn_ext.core.surrogate import SpikeTimeRecord
-from snn_ext.models.activations import ClippedReLU
+from snn_ext.models.activations import QCFS, ClippedReLU
 
 __all__ = [
     "Batches",
@@ -45,6 +45,7 @@ __all__ = [
     "DistributionAwareConversion",
     "MaxConversion",
     "PercentileConversion",
+    "QCFSConversion",
     "build_spiking_model",
     "skeleton",
 ]
@@ -87,10 +88,10 @@ class _StopForward(Exception):
     """Raised by a recording hook once the layer of interest has been seen."""
 
 
-def _site_inputs(prepared: PreparedANN, batches: Batches, record: Callable[[str, torch.Tensor], None]) -> None:
-    """Run the ANN graph on every batch and hand each activation's input to ``record(site, x)``."""
+def _site_activations(prepared: PreparedANN, batches: Batches, record: Callable[[str, torch.Tensor], None]) -> None:
+    """Run the ANN graph on every batch and hand each activation's output to ``record(site, y)``."""
     handles = [
-        prepared.graph.get_submodule(site).register_forward_pre_hook(lambda m, args, s=site: record(s, args[0]))
+        prepared.graph.get_submodule(site).register_forward_hook(lambda m, args, y, s=site: record(s, y))
         for site in prepared.sites
     ]
     try:
@@ -302,20 +303,26 @@ class MaxConversion(ConversionMethod):
 
 
 def _peaks(prepared: PreparedANN, batches: Batches) -> dict[str, float]:
-    """The largest DNN activation of every activation layer over the calibration data (> 0)."""
+    """The largest DNN activation (the activation's output) of every activation layer over the calibration
+    data (> 0)."""
     peaks = dict.fromkeys(prepared.sites, 0.0)
 
-    def record(site: str, x: torch.Tensor) -> None:
-        peaks[site] = max(peaks[site], x.max().item())
+    def record(site: str, y: torch.Tensor) -> None:
+        peaks[site] = max(peaks[site], y.max().item())
 
-    _site_inputs(prepared, batches, record)
-    return {site: _capped(prepared, site, _positive_peak(site, peak)) for site, peak in peaks.items()}
+    _site_activations(prepared, batches, record)
+    return {site: _positive_peak(site, peak) for site, peak in peaks.items()}
+
+
+def _activation(prepared: PreparedANN, site: str, x: torch.Tensor) -> torch.Tensor:
+    """The DNN activation of ``site`` for its input ``x``."""
+    return prepared.graph.get_submodule(site)(x)
 
 
 def _capped(prepared: PreparedANN, site: str, value: float) -> float:
-    """A ClippedReLU never outputs more than its clip, so no threshold needs to exceed it."""
+    """A ClippedReLU or QCFS never outputs more than its clip, so no threshold needs to exceed it."""
     module = prepared.graph.get_submodule(site)
-    return min(value, module.clip.item()) if isinstance(module, ClippedReLU) else value
+    return min(value, module.clip.item()) if isinstance(module, (ClippedReLU, QCFS)) else value
 
 
 def _positive_peak(site: str, value: float) -> float:
@@ -454,34 +461,60 @@ class DistributionAwareConversion(ConversionMethod):
         for site in prepared.sites:
             fit = ThresholdFit(clips[site], timesteps, shifts=self.shifts)
             for x in batches:
-                dnn_input = _input_of(prepared.graph, site, x.to(_device(snn)))
+                dnn_output = _activation(prepared, site, _input_of(prepared.graph, site, x.to(_device(snn))))
                 snn_current = _input_of(snn, site, encoder(x.to(_device(snn)), timesteps).flatten(0, 1))
-                fit.update(dnn_input, snn_current.unflatten(0, (timesteps, -1)))
+                fit.update(dnn_output, snn_current.unflatten(0, (timesteps, -1)))
             scale, self.errors[site] = fit.solve()
             scales.append(scale)
             _replace(snn, site, _SpikingSite(scale, timesteps))
         return scales
 
 
+class QCFSConversion(ConversionMethod):
+    """QCFS (Bu et al., ICLR 2022): an ANN trained with :class:`~snn_ext.models.QCFS` activations becomes an SNN
+    of integrate-and-fire neurons with threshold = the activation's trained clip ``lambda``, spikes worth
+    ``lambda`` and every neuron started at ``shift`` (0.5) of its threshold.
+
+    Under constant input, such a neuron's average output after ``T = L`` steps is the QCFS activation itself, and
+    the expected error is 0 at any ``T`` for uniformly distributed inputs (the paper's argument). No data is
+    needed for the thresholds (``calibration_data`` only serves the spike-time read-out's threshold). Every
+    activation of the ANN must be a ``QCFS``.
+    """
+
+    supports_single_spike = False
+
+    def scales(self, prepared, batches, timesteps, encoder, neuron="diet"):
+        scales = []
+        for site in prepared.sites:
+            module = prepared.graph.get_submodule(site)
+            if not isinstance(module, QCFS):
+                raise TypeError(
+                    f"method 'qcfs' converts QCFS activations (snn_ext.models.QCFS); activation {site!r} is a "
+                    f"{type(module).__name__}: train the ANN with QCFS, or use 'distribution_aware' or 'max'"
+                )
+            clip = module.clip.item()
+            scales.append(LayerScale(clip, clip, module.shift))
+        return scales
+
+
 def _channel_peaks(prepared: PreparedANN, batches: Batches) -> dict[str, torch.Tensor]:
-    """Per activation, the largest DNN activation of each channel (dimension 1) over the calibration data,
-    capped at a ClippedReLU's clip; a channel that never sees a positive input gets the layer's peak (its
-    activation is always 0, so it gets amplitude 0)."""
+    """Per activation, the largest DNN activation of each channel (dimension 1) over the calibration data; a
+    channel whose activation is always 0 gets the layer's peak (and amplitude 0 from the fit)."""
     peaks: dict[str, torch.Tensor] = {}
 
-    def record(site: str, x: torch.Tensor) -> None:
-        if x.dim() < 2:
+    def record(site: str, y: torch.Tensor) -> None:
+        if y.dim() < 2:
             raise ValueError(
-                f"activation {site!r} sees inputs of shape {tuple(x.shape)}; per-channel fits need [B, C, ...]"
+                f"activation {site!r} gives outputs of shape {tuple(y.shape)}; per-channel fits need [B, C, ...]"
             )
-        channel_max = x.transpose(0, 1).reshape(x.shape[1], -1).amax(1)
+        channel_max = y.transpose(0, 1).reshape(y.shape[1], -1).amax(1)
         peaks[site] = channel_max if site not in peaks else torch.maximum(peaks[site], channel_max)
 
-    _site_inputs(prepared, batches, record)
+    _site_activations(prepared, batches, record)
     result = {}
     for site, peak in peaks.items():
-        layer_peak = _capped(prepared, site, _positive_peak(site, peak.max().item()))
-        result[site] = torch.where(peak > 0, peak.clamp(max=layer_peak), layer_peak)
+        layer_peak = _positive_peak(site, peak.max().item())
+        result[site] = torch.where(peak > 0, peak, layer_peak)
     return result
 
 

@@ -265,6 +265,10 @@ class SpikingModel(nn.Module):
         kappa: weight of one step of output spike time against one unit of membrane (``None`` for ``"mean"``).
         graph: the ``torch.fx.GraphModule`` with the neurons.
         output_neuron: the fire-once :class:`TimeBatchedNeuron` of the spike-time read-out, else ``None``.
+        micro_batch: images run through the graph at once (each for all ``T`` steps); ``None`` (default) runs the
+            whole batch. Activations take memory in proportion to ``T * micro_batch`` instead of ``T * B``, so
+            large ``T`` evaluates in bounded memory; the logits are the same (each image's computation does not
+            depend on the others), only the number of passes changes. Assignable.
     """
 
     def __init__(
@@ -276,6 +280,7 @@ class SpikingModel(nn.Module):
         neuron: str = "diet",
         output_neuron: TimeBatchedNeuron | None = None,
         kappa: float = 1.0,
+        micro_batch: int | None = None,
     ) -> None:
         super().__init__()
         _check_choice(neuron, NEURONS, "neuron")
@@ -286,7 +291,18 @@ class SpikingModel(nn.Module):
         self.output_neuron = output_neuron
         self.kappa = check_neuron_options(neuron, self.readout, kappa if output_neuron is not None else None, timesteps)
         self.timesteps = timesteps
+        self.micro_batch = micro_batch
         self.train(graph.training)  # the mode of the graph it wraps (a converted graph comes in eval mode)
+
+    @property
+    def micro_batch(self) -> int | None:
+        return self._micro_batch
+
+    @micro_batch.setter
+    def micro_batch(self, value: int | None) -> None:
+        if value is not None:
+            check_num_steps(value, 1, "micro_batch")
+        self._micro_batch = value
 
     @property
     def readout(self) -> str:
@@ -312,12 +328,18 @@ class SpikingModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, ...]`` -> logits ``[B, classes]``; every neuron is reset afterwards, so the model keeps no
-        state, and no autograd graph, between calls (it can be deep-copied at any time)."""
+        state, and no autograd graph, between calls (it can be deep-copied at any time). With
+        :attr:`micro_batch`, the images go through the graph ``micro_batch`` at a time."""
+        if self.micro_batch is None or images.shape[0] <= self.micro_batch:
+            return self._logits(images)
+        return torch.cat([self._logits(part) for part in images.split(self.micro_batch)])
+
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
         try:
             x_seq = self.encoder(images, self.timesteps)
             out = self.graph(x_seq.flatten(0, 1))
             if self.output_neuron is None:
-                return out.unflatten(0, (self.timesteps, images.shape[0])).mean(0)
+                return _time_mean(out.unflatten(0, (self.timesteps, images.shape[0])))
             spikes = self.output_neuron(out).unflatten(0, (self.timesteps, images.shape[0]))
             integrated = self.output_neuron.potential + self.output_neuron.threshold * spikes.sum(0)
             return spike_time_membrane_logits(spikes, integrated, self.kappa)
@@ -331,4 +353,14 @@ class SpikingModel(nn.Module):
             f"timesteps={self.timesteps}, encoder={self.encoder.__name__}, target={self.target}, "
             f"neuron={self.neuron}, readout={self.readout}"
         )
-        return text + (f", kappa={self.kappa}" if self.output_neuron is not None else "")
+        text += f", kappa={self.kappa}" if self.output_neuron is not None else ""
+        return text + (f", micro_batch={self.micro_batch}" if self.micro_batch is not None else "")
+
+
+def _time_mean(x_seq: torch.Tensor) -> torch.Tensor:
+    """Mean over the steps of ``[T, B, ...]``, added step by step: the rounding does not depend on ``B`` (a
+    reduction kernel's does), so micro-batches give the same logits bit for bit."""
+    total = x_seq[0]
+    for step in x_seq[1:]:
+        total = total + step
+    return total / x_seq.shape[0]

@@ -9,9 +9,10 @@
   ``alpha * mu`` and the spike amplitude ``beta * mu`` that minimise the error between the DNN activation and
   the SNN's average output after ``T`` steps, over the empirical distribution of the layer's inputs::
 
-      E[(clip(x_dnn, 0, mu) - beta * mu * n_T(c_snn, alpha * mu, shift) / T) ** 2]
+      E[(a_dnn - beta * mu * n_T(c_snn, alpha * mu, shift) / T) ** 2]
 
-  ``mu`` is the layer's clip (``ClippedReLU``); ``x_dnn`` the DNN pre-activation and ``c_snn[1..T]`` the
+  ``mu`` is the layer's largest activation (at most a ``ClippedReLU``'s clip); ``a_dnn`` the DNN activation
+  (``relu``, ``clip(x, 0, mu)`` or the ``QCFS`` staircase of the pre-activation) and ``c_snn[1..T]`` the
   input currents of the same neuron in the partly converted SNN (earlier layers already spiking), so errors
   of earlier layers are compensated; ``n_T`` is the spike count of the integrate-and-fire neuron, started
   at ``shift * threshold`` and *simulated* on those currents, so the fit sees what the neuron really does
@@ -27,6 +28,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,7 +78,7 @@ class ThresholdFit:
     Args:
         clip: the layer's ``mu`` (> 0), or one per channel ``[C]``.
         timesteps: the SNN's ``T``.
-        alphas: candidate ``threshold / mu`` values (default 200 in ``(0, 2]``).
+        alphas: candidate ``threshold / mu`` values (default 200 log-spaced in ``[0.005, 2]``: 3% apart).
         shifts: candidate initial potentials as fractions of the threshold.
         samples: elements per channel (per layer: of the layer) drawn from each batch, without replacement,
             by a generator seeded with ``seed`` (the fit is deterministic); all when the batch has fewer.
@@ -99,7 +101,11 @@ class ThresholdFit:
             raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
         self.per_channel = clips.dim() == 1
         self.clip, self.timesteps, self.shifts, self.samples = clips.reshape(-1), timesteps, tuple(shifts), samples
-        self.alphas = torch.linspace(0.01, 2.0, 200, dtype=torch.float64) if alphas is None else alphas.double()
+        self.alphas = (
+            torch.logspace(math.log10(0.005), math.log10(2.0), 200, dtype=torch.float64)
+            if alphas is None
+            else alphas.double()
+        )
         self._generator = torch.Generator().manual_seed(seed)
         # [channel, shift, alpha]: sum(c * q), sum(q * q); plus sum(c * c) and the element count per channel
         self._cross = torch.zeros(len(self.clip), len(self.shifts), len(self.alphas), dtype=torch.float64)
@@ -115,18 +121,19 @@ class ThresholdFit:
             raise ValueError(f"per-channel fit of {len(self.clip)} channels got a batch of shape {tuple(x.shape)}")
         return x.transpose(0, 1).reshape(len(self.clip), -1).cpu()
 
-    def update(self, dnn_input: torch.Tensor, snn_currents: torch.Tensor) -> None:
-        """Add a batch: DNN pre-activations ``[B, ...]`` and the SNN's input currents ``[T, B, ...]``.
+    def update(self, dnn_output: torch.Tensor, snn_currents: torch.Tensor) -> None:
+        """Add a batch: DNN activations ``[B, ...]`` (outputs, clamped to ``[0, mu]``) and the SNN's input
+        currents of the same neurons ``[T, B, ...]``.
 
         Simulates the integrate-and-fire neuron (leak 1, soft reset, spike where ``u > threshold``) for every
         candidate threshold and initial potential on a sample of :attr:`samples` elements per channel.
         """
-        if snn_currents.shape != (self.timesteps, *dnn_input.shape):
+        if snn_currents.shape != (self.timesteps, *dnn_output.shape):
             raise ValueError(
-                f"snn_currents must be [T={self.timesteps}, *dnn_input.shape] = "
-                f"{[self.timesteps, *dnn_input.shape]}, got {list(snn_currents.shape)}"
+                f"snn_currents must be [T={self.timesteps}, *dnn_output.shape] = "
+                f"{[self.timesteps, *dnn_output.shape]}, got {list(snn_currents.shape)}"
             )
-        targets = self._rows(dnn_input)
+        targets = self._rows(dnn_output)
         currents = torch.stack([self._rows(step) for step in snn_currents], 1)  # [channel, T, elements]
         if targets.shape[1] > self.samples:
             chosen = torch.randperm(targets.shape[1], generator=self._generator)[: self.samples]

@@ -150,9 +150,14 @@ class STDB(nn.Module):
     ``t`` is the current step (0 = the first step) and ``t_spike`` the neuron's spike time in the
     current sequence, read from the layer's :class:`SpikeTimeRecord` after the sequence has run (so
     steps before the spike get gradient too). A neuron that never fired is given ``t_spike = T``, as if
-    it fired right after the window: its gradient grows towards the end of the sequence. This follows
-    the STDB of Rathi et al. (ICLR 2020) as recalled for the single-spike hybrid paper (Datta, Kundu &
-    Beerel 2021; the paper's exact variant is not public). Defaults are the DIET-SNN code's.
+    it fired right after the window: its gradient grows towards the end of the sequence.
+
+    This is *our* formulation for fire-once neurons, not the official one. The official STDB (Rathi et al.,
+    ICLR 2020, ``nitin-rathi/hybrid-snn-conversion``) uses ``alpha * exp(-beta * (t - t_last))`` with
+    ``t_last`` the neuron's last spike *before* step ``t`` (initialised to -1000, so the gradient is about 0
+    until the first spike). For a neuron that fires at most once, that rule gives no spike gradient before the
+    spike, so a silent neuron could never learn to fire; the single-spike paper's own variant (Datta, Kundu &
+    Beerel 2021) is not public. Defaults are the DIET-SNN code's.
 
     Args:
         alpha: gradient at the spike time, > 0 (0.3).

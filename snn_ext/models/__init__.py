@@ -1,6 +1,7 @@
-"""ANN architectures for conversion and the recipes (VGG, ResNet20) and the ``ClippedReLU`` activation."""
+"""ANN architectures for conversion and the recipes (VGG, ResNet, ResNet20) and the ``ClippedReLU`` and ``QCFS``
+activations."""
 
-from snn_ext.models.activations import ClippedReLU
-from snn_ext.models.nets import VGG, VGG_CONFIGS, ResNet20
+from snn_ext.models.activations import QCFS, ClippedReLU
+from snn_ext.models.nets import VGG, VGG_CONFIGS, ResNet, ResNet20
 
-__all__ = ["VGG", "VGG_CONFIGS", "ClippedReLU", "ResNet20"]
+__all__ = ["QCFS", "VGG", "VGG_CONFIGS", "ClippedReLU", "ResNet", "ResNet20"]

@@ -2,7 +2,8 @@
 
 No BatchNorm and no bias by default, as in DIET-SNN; ``batch_norm=True`` adds BatchNorm after each
 convolution (the converter folds it into the convolution). The activation is ``"relu"`` or
-``"clipped_relu"`` (:class:`~snn_ext.models.ClippedReLU`, for the distribution-aware DNN); every layer
+``"clipped_relu"`` (:class:`~snn_ext.models.ClippedReLU`, for the distribution-aware DNN) or ``"qcfs"``
+(:class:`~snn_ext.models.QCFS`); every layer
 gets its own activation module, which the converter replaces with a spiking neuron.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from snn_ext.models.activations import ClippedReLU
+from snn_ext.models.activations import QCFS, ClippedReLU
 
-__all__ = ["VGG", "VGG_CONFIGS", "ResNet20"]
+__all__ = ["VGG", "VGG_CONFIGS", "ResNet", "ResNet20"]
 
 # Channel counts, "P" = 2x2 pooling. The CIFAR VGGs have 4 poolings (DIET-SNN: 32x32 -> 2x2, so VGG16's
 # classifier is 2048 -> 4096 -> 4096 -> classes); the ImageNet VGG16 has 5 (224 -> 7x7).
@@ -22,14 +23,16 @@ VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg16": [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512],
     "vgg16_imagenet": [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"],
 }
-_ACTIVATIONS = ("relu", "clipped_relu")
+_ACTIVATIONS = ("relu", "clipped_relu", "qcfs")
 
 
-def _activation(name: str, clip_init: float) -> nn.Module:
+def _activation(name: str, clip_init: float, levels: int = 4) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     if name == "clipped_relu":
         return ClippedReLU(clip_init)
+    if name == "qcfs":
+        return QCFS(levels, clip_init)
     raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {name!r}")
 
 
@@ -57,23 +60,27 @@ class VGG(nn.Module):
 
     Args:
         arch: a key of :data:`VGG_CONFIGS` (``vgg_small`` for 8x8 digits, ``vgg11``/``vgg16`` for
-            CIFAR, ``vgg16_imagenet`` for 224x224).
+            CIFAR, ``vgg16_imagenet`` for 224x224), or a list of its own in their format (conv widths, ``"P"``
+            for a 2x2 pooling).
         num_classes: output classes.
         in_channels: image channels.
         image_size: input height = width; must be divisible by 2 ** (number of poolings).
-        activation: ``"relu"`` or ``"clipped_relu"``.
-        clip_init: initial clip of ``ClippedReLU`` (4.0).
+        activation: ``"relu"``, ``"clipped_relu"`` or ``"qcfs"`` (:class:`~snn_ext.models.QCFS`, for ``qcfs``
+            conversion).
+        clip_init: initial clip of ``ClippedReLU`` / ``QCFS`` (4.0).
+        levels: ``L`` of ``QCFS`` (4).
         pool: ``"avg"`` (DIET-SNN) or ``"max"`` (Datta & Beerel).
         batch_norm: BatchNorm after every convolution.
         bias: biases in conv and linear layers.
         dropout: dropout after every convolutional activation (DIET-SNN ANN: 0.2).
         classifier_width: hidden width of the 3-layer classifier; default 4096 (128 for ``vgg_small``).
         classifier_dropout: dropout in the classifier (DIET-SNN ANN: 0.5).
+        head: ``"mlp"`` (the 3-layer classifier) or ``"gap"`` (global average pooling, then one linear layer).
     """
 
     def __init__(
         self,
-        arch: str = "vgg16",
+        arch: str | list[int | str] = "vgg16",
         num_classes: int = 10,
         in_channels: int = 3,
         image_size: int = 32,
@@ -85,11 +92,13 @@ class VGG(nn.Module):
         dropout: float = 0.0,
         classifier_width: int | None = None,
         classifier_dropout: float = 0.0,
+        head: str = "mlp",
+        levels: int = 4,
     ) -> None:
         super().__init__()
-        if arch not in VGG_CONFIGS:
-            raise ValueError(f"arch must be one of {', '.join(VGG_CONFIGS)}, got {arch!r}")
-        config = VGG_CONFIGS[arch]
+        config = _vgg_config(arch)
+        if head not in ("mlp", "gap"):
+            raise ValueError(f"head must be 'mlp' or 'gap', got {head!r}")
         pools = config.count("P")
         if image_size % 2**pools:
             raise ValueError(f"image_size must be divisible by {2**pools} for {arch}, got {image_size}")
@@ -102,39 +111,67 @@ class VGG(nn.Module):
             layers.append(nn.Conv2d(channels, item, 3, padding=1, bias=bias))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(item))
-            layers.append(_activation(activation, clip_init))
+            layers.append(_activation(activation, clip_init, levels))
             if dropout:
                 layers.append(nn.Dropout(dropout))
             channels = item
         self.features = nn.Sequential(*layers)
-        width = classifier_width or (128 if arch == "vgg_small" else 4096)
-        side = image_size // 2**pools
-        head: list[nn.Module] = [nn.Flatten()]
-        for fan_in in (channels * side * side, width):
-            head += [nn.Linear(fan_in, width, bias=bias), _activation(activation, clip_init)]
-            if classifier_dropout:
-                head.append(nn.Dropout(classifier_dropout))
-        head.append(nn.Linear(width, num_classes, bias=bias))
-        self.classifier = nn.Sequential(*head)
+        if head == "gap":
+            self.classifier = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=bias)
+            )
+        else:
+            width = classifier_width or (128 if arch == "vgg_small" else 4096)
+            side = image_size // 2**pools
+            mlp: list[nn.Module] = [nn.Flatten()]
+            for fan_in in (channels * side * side, width):
+                mlp += [nn.Linear(fan_in, width, bias=bias), _activation(activation, clip_init, levels)]
+                if classifier_dropout:
+                    mlp.append(nn.Dropout(classifier_dropout))
+            mlp.append(nn.Linear(width, num_classes, bias=bias))
+            self.classifier = nn.Sequential(*mlp)
         _init_weights(self)
 
     def forward(self, x):
         return self.classifier(self.features(x))
 
 
+def _vgg_config(arch: str | list[int | str]) -> list[int | str]:
+    if isinstance(arch, str):
+        if arch not in VGG_CONFIGS:
+            raise ValueError(f"arch must be one of {', '.join(VGG_CONFIGS)} or a list of widths and 'P', got {arch!r}")
+        return VGG_CONFIGS[arch]
+    config = list(arch)
+    if not any(isinstance(item, int) for item in config) or any(
+        item != "P" and (isinstance(item, bool) or not isinstance(item, int) or item < 1) for item in config
+    ):
+        raise ValueError(f"arch must list positive conv widths and 'P' (pooling), got {arch!r}")
+    return config
+
+
 class _BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, activation: str, clip_init: float, bn: bool, bias: bool):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        activation: str,
+        clip_init: float,
+        bn: bool,
+        bias: bool,
+        levels: int = 4,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=bias)
         self.bn1 = nn.BatchNorm2d(c_out) if bn else nn.Identity()
-        self.act1 = _activation(activation, clip_init)
+        self.act1 = _activation(activation, clip_init, levels)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
         self.bn2 = nn.BatchNorm2d(c_out) if bn else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             conv = nn.Conv2d(c_in, c_out, 1, stride, bias=bias)
             self.shortcut = nn.Sequential(conv, nn.BatchNorm2d(c_out)) if bn else conv
-        self.act2 = _activation(activation, clip_init)  # conv2 + shortcut feed a single activation
+        self.act2 = _activation(activation, clip_init, levels)  # conv2 + shortcut feed a single activation
 
     def forward(self, x):
         out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
@@ -179,6 +216,51 @@ class ResNet20(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(512, num_classes, bias=bias)
+        _init_weights(self)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+class ResNet(nn.Module):
+    """A small residual network: Conv-BN-activation stem, then one basic block per entry of ``widths``
+    (``act(bn(conv(act(bn(conv(x))))) + shortcut(x))``, a 1x1 conv shortcut where the width changes), a 2x2
+    average pooling between blocks, global average pooling and a linear classifier.
+
+    Images ``[B, in_channels, H, W]`` -> logits ``[B, num_classes]``; ``H`` and ``W`` divisible by
+    ``2 ** (len(widths) - 1)``. Other arguments as in :class:`VGG` (BatchNorm and biases on by default).
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (32, 32, 32),
+        num_classes: int = 10,
+        in_channels: int = 1,
+        activation: str = "clipped_relu",
+        clip_init: float = 4.0,
+        batch_norm: bool = True,
+        bias: bool = True,
+        levels: int = 4,
+    ) -> None:
+        super().__init__()
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty tuple of positive integers, got {widths!r}")
+        stem: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=bias)]
+        if batch_norm:
+            stem.append(nn.BatchNorm2d(widths[0]))
+        stem.append(_activation(activation, clip_init, levels))
+        self.stem = nn.Sequential(*stem)
+        blocks: list[nn.Module] = []
+        channels = widths[0]
+        for i, width in enumerate(widths):
+            if i:
+                blocks.append(nn.AvgPool2d(2))
+            blocks.append(_BasicBlock(channels, width, 1, activation, clip_init, batch_norm, bias, levels))
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(channels, num_classes, bias=bias)
         _init_weights(self)
 
     def forward(self, x):

@@ -26,13 +26,14 @@ from snn_ext.conversion.methods import (
     DistributionAwareConversion,
     MaxConversion,
     PercentileConversion,
+    QCFSConversion,
     build_spiking_model,
 )
 from snn_ext.conversion.spiking_model import SpikingModel, resolve_encoder
 from snn_ext.core.checks import check_num_steps
 from snn_ext.core.encoding import hybrid
 
-__all__ = ["DistributionAwareRecipe", "MaxRecipe", "PercentileRecipe"]
+__all__ = ["DistributionAwareRecipe", "MaxRecipe", "PercentileRecipe", "QCFSRecipe"]
 
 
 class _SnnExtRecipe(FXConversionRecipe):
@@ -110,3 +111,10 @@ class DistributionAwareRecipe(_SnnExtRecipe):
     ``per_channel``; no ``neuron="single_spike"``."""
 
     method_class = DistributionAwareConversion
+
+
+class QCFSRecipe(_SnnExtRecipe):
+    """QCFS (Bu et al. 2022) for ANNs with ``snn_ext.models.QCFS`` activations (see
+    :class:`~snn_ext.conversion.QCFSConversion`); no ``neuron="single_spike"``."""
+
+    method_class = QCFSConversion
