@@ -269,7 +269,7 @@ def test_bad_calibration_data_and_arguments():
     silent = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="activation '1' never saw a positive input"):
         snn_ext.convert(silent, torch.zeros(2, 4), method="max")
-    with pytest.raises(TypeError, match="no ReLU or ClippedReLU"):
+    with pytest.raises(TypeError, match="no ReLU, ClippedReLU or QCFS activation"):
         snn_ext.convert(nn.Sequential(nn.Linear(4, 2)), torch.rand(2, 4))
 
 
