@@ -11,6 +11,7 @@ from snntorch import utils
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
+from snn_ext import kernels
 from snn_ext.core import heaviside
 from snn_ext.core.encoding import hybrid
 from snn_ext.core.neuron import single_spike_lif_multistep, single_spike_lif_step
@@ -220,3 +221,33 @@ def test_plugins_registered():
     enc = snn_ext.create("encoder", "hybrid", framework="spikingjelly", T=4, step_mode="m")
     assert enc(torch.rand(2, 3)).shape == (4, 2, 3)
     assert snn_ext.PLUGINS.encoder.get("hybrid", "core") is hybrid
+
+
+def test_stdb_since_last_is_the_official_rule_by_hand():
+    """Official STDB: alpha * exp(-beta * (t - t_last)), t_last the last spike *before* t, -1000 before any."""
+    record = SpikeTimeRecord(torch.zeros(2, dtype=torch.float64))
+    record.times = torch.tensor([2.0, float("inf")], dtype=torch.float64)  # fires at step 2; never
+    record.steps = 4
+    stdb = STDB(alpha=0.3, beta=0.01, time="since_last")
+    for t in range(4):
+        last = 2.0 if t > 2 else -1000.0  # the spike at step 2 is not earlier than step 2 itself
+        expected = torch.tensor([0.3 * math.exp(-0.01 * (t - last)), 0.3 * math.exp(-0.01 * (t + 1000))])
+        torch.testing.assert_close(stdb.derivative(t, record), expected.double())
+    assert "since_last" in repr(stdb)
+    with pytest.raises(ValueError, match="time must be one of 'spike', 'since_last'"):
+        STDB(time="last")
+
+
+def test_stdb_since_last_runs_the_reference_with_a_warning(monkeypatch):
+    monkeypatch.setattr(kernels._warn, "_issued", set())
+    torch.manual_seed(0)
+    x = (torch.rand(5, 3, 4, dtype=torch.float64) * 1.5).requires_grad_(True)
+    stdb = STDB(time="since_last")
+    with pytest.warns(kernels.KernelFallbackWarning, match=r"STDB\(time='since_last'\)"):
+        fused = kernels.single_spike_lif_multistep(x, None, 1.0, 1.0, stdb)
+    fused.spikes.sum().backward()
+    fused_grad, x.grad = x.grad, None
+    reference = single_spike_lif_multistep(x, None, 1.0, 1.0, stdb)
+    reference.spikes.sum().backward()
+    assert torch.equal(fused.spikes, reference.spikes)
+    torch.testing.assert_close(fused_grad, x.grad)

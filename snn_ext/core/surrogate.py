@@ -157,20 +157,33 @@ class STDB(nn.Module):
     ``t_last`` the neuron's last spike *before* step ``t`` (initialised to -1000, so the gradient is about 0
     until the first spike). For a neuron that fires at most once, that rule gives no spike gradient before the
     spike, so a silent neuron could never learn to fire; the single-spike paper's own variant (Datta, Kundu &
-    Beerel 2021) is not public. Defaults are the DIET-SNN code's.
+    Beerel 2021) is not public. ``time="since_last"`` gives the official rule exactly (on the spike that the
+    record holds: a fire-once neuron's only spike). Defaults are the DIET-SNN code's.
 
     Args:
         alpha: gradient at the spike time, > 0 (0.3).
         beta: decay per step of distance from the spike, > 0 (0.01).
+        time: ``"spike"`` (ours, above) or ``"since_last"`` (the official rule; the fused kernels run
+            ``"spike"`` only, ``"since_last"`` runs the reference with a one-time ``KernelFallbackWarning``).
     """
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.01) -> None:
+    TIMES = ("spike", "since_last")
+    NEVER = -1000.0
+    """The official code's spike time before a neuron's first spike (``time="since_last"``)."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.01, time: str = "spike") -> None:
         super().__init__()
         self.alpha = _positive(alpha, "alpha")
         self.beta = _positive(beta, "beta")
+        if time not in self.TIMES:
+            raise ValueError(f"time must be one of {', '.join(map(repr, self.TIMES))}, got {time!r}")
+        self.time = time
 
     def derivative(self, t: int, record: SpikeTimeRecord) -> torch.Tensor:
         """``[B, ...]`` pseudo-derivative at step ``t`` given the layer's spike times."""
+        if self.time == "since_last":
+            t_last = torch.where(record.times < t, record.times, self.NEVER)
+            return self.alpha * torch.exp(-self.beta * (t - t_last))
         t_spike = torch.where(torch.isinf(record.times), float(record.steps), record.times)
         return self.alpha * torch.exp(-self.beta * (t - t_spike).abs())
 
@@ -183,4 +196,4 @@ class STDB(nn.Module):
         return _STDBSpike.apply(z, t, record, self)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}"
+        return f"alpha={self.alpha}, beta={self.beta}" + (f", time={self.time!r}" if self.time != "spike" else "")

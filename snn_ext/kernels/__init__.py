@@ -200,8 +200,10 @@ def _fused_inputs(
         dtype = torch.promote_types(dtype, t.dtype)
     ops: FusedOps | None = None
     if spec is None:
-        supported = "STDB, Triangle, Box" if fire_once else "Triangle, Box"
+        supported = "STDB (time='spike'), Triangle, Box" if fire_once else "Triangle, Box"
         name = getattr(fn, "__qualname__", type(fn).__name__)  # a function's own name, else its class's
+        if isinstance(fn, STDB) and fn.time != "spike":
+            name = f"STDB(time={fn.time!r})"
         problem = f"no fused kernel for the surrogate {name} (supported: {supported})"
     else:
         key = (x_seq.shape[0], dtype, u is None, spec, fire_once, potentials)  # the calls one compiled kernel serves

@@ -49,14 +49,14 @@ def surrogate_spec(fn: object, fire_once: bool) -> SurrogateSpec | None:
     """The fused-kernel description of ``fn``, or ``None`` when no kernel implements it.
 
     Only the exact classes :class:`~snn_ext.core.surrogate.Triangle`, :class:`~snn_ext.core.surrogate.Box`
-    and, for fire-once neurons, :class:`~snn_ext.core.surrogate.STDB` qualify: a subclass may change the
-    derivative.
+    and, for fire-once neurons, :class:`~snn_ext.core.surrogate.STDB` with ``time="spike"`` qualify: a subclass
+    may change the derivative.
     """
     if type(fn) is Triangle:
         return SurrogateSpec("triangle", fn.gamma, 0.0)
     if type(fn) is Box:
         return SurrogateSpec("box", fn.width, fn.height)
-    if type(fn) is STDB and fire_once:
+    if type(fn) is STDB and fire_once and fn.time == "spike":
         return SurrogateSpec("stdb", fn.alpha, fn.beta)
     return None
 
