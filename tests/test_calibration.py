@@ -121,3 +121,15 @@ def test_threshold_fit_samples_are_seeded():
     solved = [fit.solve()[1] for fit in fits]
     assert solved[0] == solved[1]
     assert solved[0] != solved[2]
+
+
+def test_threshold_fit_keeps_no_autograd_graph():
+    """Activations of a trainable clip carry a graph; the fit's statistics (and so the scales) must not."""
+    clip = torch.tensor(2.0, requires_grad=True)
+    x = torch.minimum(torch.rand(8, 3, 4) * 3, clip)
+    fit = ThresholdFit(torch.ones(3) * 2, 2)
+    fit.update(x, constant(x, 2))
+    scale, _ = fit.solve()
+    assert not fit._cross.requires_grad
+    assert not scale.threshold.requires_grad
+    assert not scale.amplitude.requires_grad

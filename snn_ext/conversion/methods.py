@@ -315,8 +315,9 @@ def _peaks(prepared: PreparedANN, batches: Batches) -> dict[str, float]:
 
 
 def _activation(prepared: PreparedANN, site: str, x: torch.Tensor) -> torch.Tensor:
-    """The DNN activation of ``site`` for its input ``x``."""
-    return prepared.graph.get_submodule(site)(x)
+    """The DNN activation of ``site`` for its input ``x`` (no autograd graph: a trainable clip would keep one)."""
+    with torch.no_grad():
+        return prepared.graph.get_submodule(site)(x)
 
 
 def _capped(prepared: PreparedANN, site: str, value: float) -> float:

@@ -114,7 +114,8 @@ class ThresholdFit:
         self._count = 0
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
-        """``[channels, elements]`` on the CPU: dimension 1 first per channel, else one row."""
+        """``[channels, elements]`` on the CPU, detached: dimension 1 first per channel, else one row."""
+        x = x.detach()
         if not self.per_channel:
             return x.reshape(1, -1).cpu()
         if x.dim() < 2 or x.shape[1] != len(self.clip):
