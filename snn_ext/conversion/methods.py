@@ -431,8 +431,8 @@ class DistributionAwareConversion(ConversionMethod):
     potential per output channel, the amplitudes folded into the next layers' input channels); the paper fits
     one ``alpha``/``beta`` per layer (``per_channel=False``). With BatchNorm folded, channels of one layer differ
     in range by an order of magnitude, and at ``T <= 2`` one threshold per layer quantizes most channels to 0:
-    on a 7-conv VGG on 28x28 digits (ANN 0.985), per layer gives 0.10 / 0.09 / 0.32 at T = 1 / 2 / 4, per
-    channel 0.983 / 0.980 / 0.979 (README, "ANN-to-SNN conversion").
+    on a 7-conv VGG on 28x28 digits (ANN 0.987), per layer gives 0.093 / 0.263 / 0.730 at T = 1 / 2 / 4, per
+    channel 0.978 / 0.984 / 0.986 (README, "Deep networks at T = 1-4").
 
     Its objective models a rate code (up to ``T`` spikes per neuron), so it does not calibrate fire-once
     neurons: ``neuron="single_spike"`` is refused (use ``percentile``). The spike-time read-out's threshold
