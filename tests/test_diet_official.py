@@ -88,3 +88,17 @@ def test_percentile_conversion_equals_the_official_calibration(target, scaling_f
     assert all(value > 0 for value in expected)
     # the amplitude is the unscaled threshold of the layer before
     assert amplitudes[1] == pytest.approx(expected[0] / scaling_factor, rel=1e-9)
+
+
+def test_a_layer_that_no_spike_reaches_takes_its_ann_peak_with_a_warning():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    with torch.no_grad():  # layer 1: threshold = its largest current (percentile 100), reached but not exceeded
+        ann[0].weight.fill_(1.0)  # in one step, so it never fires and layer 2 gets no current at all
+        ann[0].bias.zero_()
+        ann[2].weight.fill_(1.0)
+        ann[2].bias.zero_()
+    x = torch.rand(16, 4)
+    with pytest.warns(UserWarning, match="activation '3' got no positive"):
+        snn = snn_ext.convert(ann, x, "percentile", 1, percentile=100.0)
+    assert snn.neurons()[1].threshold.item() == pytest.approx(ann[:4](x).max().item())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -162,11 +163,21 @@ class ConversionMethod:
                 steps = currents.unflatten(0, (timesteps, -1))
                 values.append(max(percentile(c, self.output_percentile) for c in steps))
         value = sum(values) / len(values)
-        if value <= 0:
-            raise ValueError(
-                f"the output layer's {self.output_percentile}th-percentile current is {value:.4g} <= 0 on the "
-                "calibration data; cannot set the threshold of readout='spike_time'"
+        if value <= 0:  # no spike reaches the output layer in T steps: take the ANN's output current instead
+            with torch.no_grad():
+                ann_values = [percentile(prepared.graph(x.to(_device(graph))), self.output_percentile) for x in batches]
+            ann_value = sum(ann_values) / len(ann_values)
+            if ann_value <= 0:
+                raise ValueError(
+                    f"the output layer's {self.output_percentile}th-percentile current is {value:.4g} <= 0 on the "
+                    "calibration data, in the SNN and in the ANN; cannot set the threshold of readout='spike_time'"
+                )
+            warnings.warn(
+                f"no spike reaches the output layer in {timesteps} steps on the calibration data; the spike-time "
+                f"read-out's threshold comes from the ANN's output current ({ann_value:.4g}) instead",
+                stacklevel=4,
             )
+            value = ann_value
         return self.output_scaling * value
 
     def convert(
@@ -375,7 +386,8 @@ class PercentileConversion(ConversionMethod):
     network without biases (a neuron is invariant to a common scale of its input and threshold), so the
     thresholds here are DIET-SNN's times the amplitude of the layer's input. With ``neuron="single_spike"``
     the earlier layers of the calibration SNN fire at most once, as in the result; the spike-time read-out's
-    threshold follows the same rule on the output layer.
+    threshold follows the same rule on the output layer's current in the converted SNN (scaled thresholds: the
+    currents it will see; the official code has no such read-out).
 
     Deviations from the official code: calibration at the target ``T`` on every calibration batch (the mean
     over batches) instead of ``T = 100`` on one batch of 512 images.
@@ -397,20 +409,25 @@ class PercentileConversion(ConversionMethod):
     def scales(self, prepared, batches, timesteps, encoder, neuron="diet"):
         graph = copy.deepcopy(prepared.graph)
         raw: list[float] = []
+        peaks: dict[str, float] = {}
         for site in prepared.sites:
             values = []
             for x in batches:
                 currents = _input_of(graph, site, encoder(x.to(_device(graph)), timesteps).flatten(0, 1))
                 values.append(max(percentile(c, self.percentile) for c in currents.unflatten(0, (timesteps, -1))))
-            raw.append(_capped(prepared, site, _positive_peak(site, sum(values) / len(values))))
+            value = sum(values) / len(values)
+            if value <= 0:  # no spikes reach it in T steps at the unscaled thresholds (the official code runs T=100)
+                peaks = peaks or _peaks(prepared, batches)
+                warnings.warn(
+                    f"activation {site!r} got no positive {self.percentile}th-percentile current through the partly "
+                    f"converted SNN in {timesteps} steps (the earlier layers spike too rarely at their unscaled "
+                    f"thresholds); its raw threshold is its largest ANN activation, {peaks[site]:.4g}, instead",
+                    stacklevel=4,
+                )
+                value = peaks[site]
+            raw.append(_capped(prepared, site, value))
             _replace(graph, site, _SpikingSite(LayerScale(raw[-1], raw[-1]), timesteps, neuron))
         return [LayerScale(self.scaling_factor * value, value) for value in raw]
-
-    def output_threshold(self, prepared, scales, batches, timesteps, encoder, neuron="diet"):
-        """As :meth:`ConversionMethod.output_threshold`, through the SNN at the unscaled thresholds (the
-        calibration order of :meth:`scales`), then times ``scaling_factor``."""
-        unscaled = [LayerScale(scale.amplitude, scale.amplitude) for scale in scales]
-        return super().output_threshold(prepared, unscaled, batches, timesteps, encoder, neuron)
 
 
 def _replace(graph: fx.GraphModule, target: str, module: nn.Module) -> None:
