@@ -135,10 +135,11 @@ class ThresholdFit:
                 f"{[self.timesteps, *dnn_output.shape]}, got {list(snn_currents.shape)}"
             )
         targets = self._rows(dnn_output)
-        currents = torch.stack([self._rows(step) for step in snn_currents], 1)  # [channel, T, elements]
-        if targets.shape[1] > self.samples:
+        chosen = slice(None)
+        if targets.shape[1] > self.samples:  # sample before gathering the T steps: only the sample is copied
             chosen = torch.randperm(targets.shape[1], generator=self._generator)[: self.samples]
-            targets, currents = targets[:, chosen], currents[:, :, chosen]
+            targets = targets[:, chosen]
+        currents = torch.stack([self._rows(step)[:, chosen] for step in snn_currents], 1)  # [channel, T, elements]
         clip = self.clip.view(-1, 1).to(targets.dtype)
         target = (torch.minimum(targets.clamp(min=0), clip) / clip).double()
         thresholds = self.alphas.to(currents.dtype).view(1, -1, 1) * clip.view(-1, 1, 1)  # [channel, alpha, 1]
