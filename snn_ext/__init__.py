@@ -14,13 +14,18 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["PLUGINS", "PluginNotFoundError", "__version__", "convert", "create", "list_plugins"]
+__all__ = ["PLUGINS", "PluginNotFoundError", "__version__", "convert", "create", "list_plugins", "validate_values"]
 
 
 def __getattr__(name: str):
-    # `snn_ext.convert` is imported on first use, so `import snn_ext` stays light (no torch, no framework).
+    # `snn_ext.convert` and `snn_ext.validate_values` are imported on first use, so `import snn_ext` stays light
+    # (no torch, no framework).
     if name == "convert":
         from snn_ext.conversion import convert
 
         return convert
+    if name == "validate_values":
+        from snn_ext.core.checks import validate_values
+
+        return validate_values
     raise AttributeError(f"module 'snn_ext' has no attribute {name!r}")

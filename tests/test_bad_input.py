@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from snn_ext.core import check_current, diet_lif_multistep, diet_lif_step
+from snn_ext.core import check_current, diet_lif_multistep, diet_lif_step, validate_values
 from snn_ext.snntorch import DietLeaky
 from snn_ext.spikingjelly import DietLIFNode
 
@@ -27,8 +27,11 @@ def test_leak_must_lie_in_unit_interval(value):
 
 
 def test_parameters_must_be_scalar_or_per_channel():
-    with pytest.raises(ValueError, match="beta must be a scalar"):
-        DietLeaky(beta=torch.ones(2, 3))
+    # SpikingJelly face: [] or [C]; the snnTorch face takes any shape that broadcasts (checked at the call)
+    with pytest.raises(ValueError, match=r"beta of shape \(2, 3\) does not broadcast against the input step \(2, 4\)"):
+        DietLeaky(beta=torch.full((2, 3), 0.5))(torch.ones(2, 4))
+    with pytest.raises(ValueError, match="beta must not be empty"):
+        DietLeaky(beta=torch.ones(0))
     with pytest.raises(ValueError, match="v_threshold must be a scalar"):
         DietLIFNode(v_threshold=torch.ones(3, 1, 1))
     with pytest.raises(TypeError, match="leak must be a float or a tensor"):
@@ -38,10 +41,13 @@ def test_parameters_must_be_scalar_or_per_channel():
 def test_per_channel_parameter_of_wrong_length():
     x = torch.rand(2, 4, 5, 5)
     with pytest.raises(ValueError, match=r"per-channel threshold has 3 values .* 4 channels"):
-        DietLeaky(threshold=torch.ones(3))(x)
+        diet_lif_step(x, None, 1.0, torch.ones(3))
     with pytest.raises(ValueError, match=r"per-channel leak has 3 values"):
         DietLIFNode(leak=torch.ones(3))(x)
-    with pytest.raises(ValueError, match="per-channel threshold"):
+    # snnTorch's rule: a 1-d parameter lines up with the last dimension; the message says how to go per channel
+    with pytest.raises(ValueError, match=r"threshold of shape \(4,\) .* shape \[C, 1, 1\]"):
+        DietLeaky(threshold=torch.ones(4))(x)
+    with pytest.raises(ValueError, match=r"threshold of shape \(3,\)"):
         DietLeaky(threshold=torch.ones(3)).forward_sequence(x.unsqueeze(0))
 
 
@@ -56,14 +62,32 @@ def test_empty_time_dimension():
 def test_non_finite_input(bad):
     x = torch.rand(5, 2, 3)
     x[2, 1, 0] = bad
-    with pytest.raises(ValueError, match="NaN or inf"):
-        DietLeaky().forward_sequence(x)
-    with pytest.raises(ValueError, match="NaN or inf"):
-        DietLeaky()(x[2])
-    with pytest.raises(ValueError, match="NaN or inf"):
-        DietLIFNode(step_mode="m")(x)
-    with pytest.raises(ValueError, match="NaN or inf"):
-        DietLIFNode()(x[2])
+    with validate_values():
+        with pytest.raises(ValueError, match="NaN or inf"):
+            DietLeaky().forward_sequence(x)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            DietLeaky()(x[2])
+        with pytest.raises(ValueError, match="NaN or inf"):
+            DietLIFNode(step_mode="m")(x)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            DietLIFNode()(x[2])
+    assert not validate_values.enabled()  # the context restores the default
+    # off by default: the values are not read (no host synchronisation), NaN propagates as in the frameworks
+    assert DietLIFNode(step_mode="m")(x).shape == x.shape
+
+
+def test_validate_values_switch():
+    with pytest.raises(TypeError, match="mode must be True or False"):
+        validate_values(1)
+    validate_values(True)
+    try:
+        with pytest.raises(ValueError, match="x contains NaN"):
+            diet_lif_step(torch.tensor([float("nan")]), None, 1.0, 1.0)
+        with validate_values(False):
+            diet_lif_step(torch.tensor([float("nan")]), None, 1.0, 1.0)
+        assert validate_values.enabled()
+    finally:
+        validate_values(False)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.uint8])
@@ -76,10 +100,10 @@ def test_non_float_input(dtype):
 
 
 def test_wrong_ranks_and_types():
-    with pytest.raises(ValueError, match="batch dimension"):
-        diet_lif_step(torch.tensor(1.0), None, 1.0, 1.0)
-    with pytest.raises(ValueError, match=r"x_seq must be a sequence \[T, B, ...\]"):
-        diet_lif_multistep(torch.ones(3), None, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"x_seq must be a sequence \[T, B, ...\] with a time dimension"):
+        diet_lif_multistep(torch.tensor(1.0), None, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"per-channel threshold has 2 values but the input \(\) has no channels"):
+        diet_lif_step(torch.tensor(1.0), None, 1.0, torch.ones(2))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         check_current([1.0, 2.0], "x")
 

@@ -278,7 +278,7 @@ def test_bad_calibration_data_and_arguments():
 def test_per_channel_initial_potential_acts_on_channels(target, width):
     """A per-channel threshold and initial fraction start each channel (dimension 1) at fraction * threshold."""
     channels = 3
-    neuron = make_neuron(target, torch.tensor([1.0, 2.0, 4.0]), 1, torch.tensor([0.5, 0.25, 0.0]))
+    neuron = make_neuron(target, torch.tensor([1.0, 2.0, 4.0]), 1, torch.tensor([0.5, 0.25, 0.0]), step_dims=4)
     x = torch.full((2, channels, 4, width), 0.6)  # T=1: one step
     spikes = neuron(x)
     # first step by hand: u = start + 0.6 with start = (0.5, 0.5, 0.0) per channel; spike where u > threshold

@@ -30,7 +30,9 @@ class SnnTorchNet(nn.Module):
         super().__init__()
         self.conv1, self.pool, self.conv2, self.fc = _ann_layers()
         (l1, v1), (l2, v2) = _neuron_params()
-        self.lif1, self.lif2 = DietLeaky(beta=l1, threshold=v1), DietLeaky(beta=l2, threshold=v2)
+        # snnTorch's broadcasting: one value per channel of a [B, C, H, W] input is shape [C, 1, 1]
+        self.lif1 = DietLeaky(beta=l1.view(-1, 1, 1), threshold=v1.view(-1, 1, 1))
+        self.lif2 = DietLeaky(beta=l2, threshold=v2)
 
     def forward(self, x):  # direct input: the analog image at every step; returns the layer records
         reset(self)
@@ -124,7 +126,8 @@ def test_identical_values_and_gradients(x, sj_mode, st_path):
     st_grads, sj_grads = _grads(st.named_parameters()), _grads(sj.named_parameters())
     for st_name, sj_name in st_names.items():
         assert st_grads[st_name].abs().sum() > 0, st_name
-        torch.testing.assert_close(st_grads[st_name], sj_grads[sj_name], rtol=1e-5, atol=1e-6)
+        st_grad = st_grads[st_name].reshape(sj_grads[sj_name].shape)  # [C, 1, 1] and [C]
+        torch.testing.assert_close(st_grad, sj_grads[sj_name], rtol=1e-5, atol=1e-6)
 
 
 def test_single_step_loops_are_bit_identical(x):

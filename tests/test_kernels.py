@@ -18,6 +18,7 @@ from spikingjelly.activation_based import functional
 
 from snn_ext import kernels
 from snn_ext.core import neuron as core
+from snn_ext.core.checks import validate_values
 from snn_ext.core.surrogate import STDB, Box, Triangle
 from snn_ext.kernels import KernelFallbackWarning, cpu
 from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
@@ -153,7 +154,8 @@ def test_faces_run_the_fused_kernel_by_default_and_equal_the_reference(spies, fa
     x = _sequence(4, 3, 5, 6, 6)
     leak, threshold = (torch.full((5,), 0.9), torch.linspace(0.4, 0.8, 5))
     if face in ("DietLeaky", "SingleSpikeLeaky"):
-        neuron = {"DietLeaky": DietLeaky, "SingleSpikeLeaky": SingleSpikeLeaky}[face](beta=leak, threshold=threshold)
+        cls = {"DietLeaky": DietLeaky, "SingleSpikeLeaky": SingleSpikeLeaky}[face]
+        neuron = cls(beta=leak.view(-1, 1, 1), threshold=threshold.view(-1, 1, 1))  # snnTorch's per-channel shape
         params = (neuron.beta, neuron.threshold)
 
         def call():
@@ -351,7 +353,7 @@ def test_potentials_false_returns_none(backend):
 )
 @pytest.mark.parametrize("fn", ["diet_lif_multistep", "single_spike_lif_multistep"])
 def test_bad_input_raises_the_core_errors(call, error, match, fn):
-    with pytest.raises(error, match=match):
+    with validate_values(), pytest.raises(error, match=match):
         call(getattr(kernels, fn))
 
 

@@ -67,3 +67,37 @@ def test_half_precision(dtype, fire_once):
         ref_half = ref_fn(x.detach(), None, leak, threshold)
     agree = (out.spikes == ref_half.spikes).float().mean()
     assert agree >= 0.98, f"only {agree:.3%} of the spikes agree with the {dtype} reference"
+
+
+@pytest.mark.parametrize("fire_once", [False, True])
+@pytest.mark.parametrize("face", ["snntorch", "spikingjelly"])
+def test_neurons_never_synchronise_with_the_host(face, fire_once):
+    """Forward and backward of whole sequences and of single steps read no CUDA value on the host."""
+    from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
+    from snn_ext.spikingjelly import SingleSpikeLIFNode
+
+    threshold = torch.linspace(0.3, 0.9, 16, device="cuda")
+    if face == "snntorch":
+        neuron = (SingleSpikeLeaky if fire_once else DietLeaky)(beta=0.9, threshold=threshold.view(16, 1, 1)).cuda()
+    else:
+        neuron = (SingleSpikeLIFNode if fire_once else DietLIFNode)(leak=0.9, v_threshold=threshold).cuda()
+    x = torch.rand(4, 8, 16, 8, 8, device="cuda", requires_grad=True)
+    neuron(x[0])  # warm up (first calls may load kernels) before the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        if face == "snntorch":
+            neuron.reset_mem()
+            spikes = neuron.forward_sequence(x)[0]
+            mem = neuron.reset_mem()
+            steps = [neuron(step, mem)[0] for step in x]  # the loop idiom, one call per step
+        else:
+            neuron.reset()
+            neuron.step_mode = "m"
+            spikes = neuron(x)
+            neuron.reset()
+            neuron.step_mode = "s"
+            steps = [neuron(step) for step in x]
+        (spikes.sum() + torch.stack(steps).sum()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -40,9 +40,9 @@ def test_hand_computed_step_differs_from_snntorch_leaky_reset_delay():
 def test_single_step_loop_equals_forward_sequence_and_core():
     torch.manual_seed(0)
     x_seq = torch.randn(5, 2, 3, 4, 4)
-    lif = DietLeaky(beta=torch.full((3,), 0.8), threshold=torch.tensor([0.3, 0.5, 0.7]))
+    lif = DietLeaky(beta=torch.full((3, 1, 1), 0.8), threshold=torch.tensor([0.3, 0.5, 0.7]).view(3, 1, 1))
     spk_seq, mem_seq = lif.forward_sequence(x_seq)
-    ref_spk, ref_mem, _ = diet_lif_multistep(x_seq, None, lif.beta, lif.threshold)
+    ref_spk, ref_mem, _ = diet_lif_multistep(x_seq, None, lif.beta.view(3), lif.threshold.view(3))  # the core: [C]
     assert torch.equal(spk_seq, ref_spk)
     assert torch.equal(mem_seq, ref_mem)
     mem = None
@@ -185,7 +185,7 @@ def test_leak_and_threshold_get_gradients_in_conv_net():
     conv = nn.Conv2d(1, 3, 3)
     with torch.no_grad():
         conv.weight.abs_()  # every channel gets positive drive, so every channel fires sometimes
-    lif = DietLeaky(beta=torch.full((3,), 0.9), threshold=torch.full((3,), 1.0))
+    lif = DietLeaky(beta=torch.full((3, 1, 1), 0.9), threshold=torch.full((3, 1, 1), 1.0))
     x = torch.rand(5, 2, 1, 6, 6)
     spk, _ = lif.forward_sequence(conv(x.flatten(0, 1)).unflatten(0, (5, 2)))
     spk.sum().backward()

@@ -220,7 +220,21 @@ class ConversionMethod:
             output_threshold = None
             if readout == "spike_time":
                 output_threshold = self.output_threshold(prepared, scales, batches, timesteps, encode, neuron)
-            return build_spiking_model(prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa)
+            dims = _site_dims(prepared, batches) if any(_per_channel(scale) for scale in scales) else {}
+            return build_spiking_model(
+                prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa, site_dims=dims
+            )
+
+
+def _per_channel(scale: LayerScale) -> bool:
+    return isinstance(scale.threshold, torch.Tensor) and scale.threshold.dim() > 0
+
+
+def _site_dims(prepared: PreparedANN, batches: Batches) -> dict[str, int]:
+    """The number of dimensions of each activation's output (4 for ``[B, C, H, W]``), on the first batch."""
+    dims: dict[str, int] = {}
+    _site_activations(prepared, Batches(batches.data, 1), lambda site, y: dims.__setitem__(site, y.dim()))
+    return dims
 
 
 @contextlib.contextmanager
@@ -286,12 +300,15 @@ def build_spiking_model(
     neuron: str = "diet",
     output_threshold: float | None = None,
     kappa: float | None = None,
+    site_dims: dict[str, int] | None = None,
 ) -> SpikingModel:
     """Replace each activation with a neuron of kind ``neuron`` (threshold from ``scales``), fold
-    amplitudes, wrap. ``output_threshold`` given: add a fire-once output neuron (``readout="spike_time"``)."""
+    amplitudes, wrap. ``output_threshold`` given: add a fire-once output neuron (``readout="spike_time"``).
+    ``site_dims``: each activation's number of output dimensions, needed for per-channel thresholds."""
     graph = prepared.graph
     for site, scale in zip(prepared.sites, scales, strict=True):
-        _replace(graph, site, make_neuron(target, scale.threshold, timesteps, scale.initial_fraction, neuron))
+        dims = (site_dims or {}).get(site)
+        _replace(graph, site, make_neuron(target, scale.threshold, timesteps, scale.initial_fraction, neuron, dims))
     fold_amplitudes(graph, {site: scale.amplitude for site, scale in zip(prepared.sites, scales, strict=True)})
     output_neuron = None
     if output_threshold is not None:

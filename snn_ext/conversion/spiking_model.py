@@ -8,7 +8,7 @@ import torch
 from torch import fx, nn
 
 from snn_ext._format import format_param
-from snn_ext.core.checks import channel_view, check_num_steps
+from snn_ext.core.checks import broadcast_view, channel_view, check_num_steps
 from snn_ext.core.encoding import direct, hybrid
 from snn_ext.core.loss import spike_time_membrane_logits
 
@@ -47,9 +47,10 @@ class TimeBatchedNeuron(nn.Module):
     or a :class:`~snn_ext.spikingjelly.DietLIFNode` / :class:`~snn_ext.spikingjelly.SingleSpikeLIFNode`
     (the multi-step paths of both frameworks). After a call, :attr:`potential` is the final potential, until
     :meth:`reset` (which :class:`SpikingModel` calls on every neuron at the end of each of its calls).
-    ``initial_fraction`` is a buffer (``[]`` per layer or ``[C]`` per channel, like the threshold: channels are
-    dimension 1 of each step ``[B, C, ...]``), so it is part of the ``state_dict`` (and of checkpoints).
-    Loading a ``state_dict`` with per-channel ``[C]`` values into per-layer ``[]`` ones (a
+    ``initial_fraction`` is a buffer (``[]`` per layer or ``[C]`` per channel: channels are dimension 1 of each
+    step ``[B, C, ...]``), so it is part of the ``state_dict`` (and of checkpoints). Per-channel thresholds have
+    each framework's shape: ``[C]`` in SpikingJelly, snnTorch's broadcasting shape ``[C, 1, ..., 1]`` in
+    snnTorch. Loading a ``state_dict`` with per-channel values into per-layer ``[]`` ones (a
     :func:`~snn_ext.conversion.skeleton` of a per-channel conversion) gives them the stored shape.
     """
 
@@ -69,7 +70,8 @@ class TimeBatchedNeuron(nn.Module):
         x_seq = x.unflatten(0, (self.timesteps, -1))
         if hasattr(self.neuron, "forward_sequence"):  # snnTorch face
             # A new potential tensor also starts a new fire-once sequence (fresh record, step 0).
-            self.neuron.mem = self._start(x_seq, self.neuron.threshold)
+            threshold = broadcast_view(self.neuron.threshold, x_seq.shape[1:], "threshold")
+            self.neuron.mem = self._start(x_seq, threshold)
             spikes = self.neuron.forward_sequence(x_seq)
         else:  # SpikingJelly face, step_mode 'm'; reset() also clears the fire-once record and step
             self.neuron.reset()
@@ -100,6 +102,7 @@ class TimeBatchedNeuron(nn.Module):
             self.neuron.reset()
 
     def _start(self, x_seq: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        """``initial_fraction * threshold`` as a step; ``threshold`` ``[]``, ``[C]`` or per neuron (the core's)."""
         step = x_seq[0]
         fraction = channel_view(self.initial_fraction, step, "initial_fraction")
         return torch.zeros_like(step) + fraction * channel_view(threshold, step, "threshold")
@@ -109,14 +112,14 @@ class TimeBatchedNeuron(nn.Module):
 
 
 def adopt_channel_shapes(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
-    """Give ``module``'s 0-d parameters and buffers (its own and its descendants') the shape ``[C]`` of the
-    same key in ``state_dict`` (keys start with ``prefix``), keeping dtype, device and ``requires_grad``;
-    nothing else changes, so ``load_state_dict`` still reports every other mismatch."""
+    """Give ``module``'s 0-d parameters and buffers (its own and its descendants') the shape (``[C]``,
+    ``[C, 1, 1]``, ...) of the same key in ``state_dict`` (keys start with ``prefix``), keeping dtype, device
+    and ``requires_grad``; nothing else changes, so ``load_state_dict`` still reports every other mismatch."""
     tensors = [(name, t, True) for name, t in module.named_parameters()]
     tensors += [(name, t, False) for name, t in module.named_buffers()]
     for name, tensor, is_parameter in tensors:
         stored = state_dict.get(prefix + name)
-        if not isinstance(stored, torch.Tensor) or tensor.dim() != 0 or stored.dim() != 1:
+        if not isinstance(stored, torch.Tensor) or tensor.dim() != 0 or stored.dim() == 0:
             continue
         owner_name, _, attribute = name.rpartition(".")
         owner = module.get_submodule(owner_name)
@@ -160,10 +163,13 @@ def make_neuron(
     timesteps: int,
     initial_fraction: float | torch.Tensor = 0.0,
     neuron: str = "diet",
+    step_dims: int | None = None,
 ) -> TimeBatchedNeuron:
     """An integrate-and-fire neuron (leak 1, trainable leak and threshold) of ``target``.
 
-    ``threshold`` and ``initial_fraction``: per layer (a float) or per channel (``[C]``, dimension 1).
+    ``threshold`` and ``initial_fraction``: per layer (a float) or per channel (``[C]``, dimension 1 of the
+    layer's steps, which have ``step_dims`` dimensions: 4 for ``[B, C, H, W]``; needed with a per-channel
+    threshold). snnTorch neurons get a per-channel threshold in snnTorch's broadcasting shape ``[C, 1, ..., 1]``.
 
     ``neuron="diet"``: :class:`~snn_ext.snntorch.DietLeaky` / :class:`~snn_ext.spikingjelly.DietLIFNode`
     (triangle surrogate); ``"single_spike"``: :class:`~snn_ext.snntorch.SingleSpikeLeaky` /
@@ -175,6 +181,10 @@ def make_neuron(
         from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
 
         cls = SingleSpikeLeaky if neuron == "single_spike" else DietLeaky
+        if isinstance(threshold, torch.Tensor) and threshold.dim() == 1:
+            if step_dims is None:
+                raise ValueError("a per-channel threshold needs step_dims, the number of dimensions of a step")
+            threshold = threshold.reshape(-1, *([1] * (step_dims - 2)))
         module = cls(beta=1.0, threshold=threshold, init_hidden=True)
     else:
         from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode

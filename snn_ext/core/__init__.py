@@ -1,6 +1,14 @@
 """Framework-neutral numerical core (pure torch). Both framework faces compute through it."""
 
-from snn_ext.core.checks import channel_view, check_current, check_leak, check_sequence, check_threshold
+from snn_ext.core.checks import (
+    broadcast_view,
+    channel_view,
+    check_current,
+    check_leak,
+    check_sequence,
+    check_threshold,
+    validate_values,
+)
 from snn_ext.core.neuron import SequenceOutput, SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
 from snn_ext.core.surrogate import Box, Surrogate, Triangle, heaviside
 
@@ -10,6 +18,7 @@ __all__ = [
     "SpikeFn",
     "Surrogate",
     "Triangle",
+    "broadcast_view",
     "channel_view",
     "check_current",
     "check_leak",
@@ -19,4 +28,5 @@ __all__ = [
     "diet_lif_multistep",
     "diet_lif_step",
     "heaviside",
+    "validate_values",
 ]

@@ -7,7 +7,9 @@ Dynamics of one layer (Rathi & Roy 2020, as in the official DIET-SNN code), per 
     s[t] = 1 if z[t] > 0 else 0          # spike; backward uses spike_fn's pseudo-derivative on z
     u[t] = u[t] - threshold * 1[z[t] > 0]   # soft reset with a hard (non-differentiable) indicator
 
-``leak`` and ``threshold`` are per-layer scalars ``[]`` or per-channel vectors ``[C]``. The threshold
+``leak`` and ``threshold`` are per-layer scalars ``[]``, per-channel vectors ``[C]`` (dimension 1 of a
+step ``[B, C, ...]``) or per-neuron tensors with a step's number of dimensions that broadcast to it
+(``[1, C, H, W]``; the snnTorch face maps snnTorch's broadcasting rule onto these three). The threshold
 still receives gradient through ``z`` and through the reset term. Units: ``x``, ``u`` and
 ``threshold`` are in the same (arbitrary) potential unit; ``leak`` is dimensionless.
 
@@ -41,6 +43,7 @@ __all__ = [
     "SingleSpikeSequence",
     "SingleSpikeState",
     "SpikeFn",
+    "StateQuant",
     "clamp_leak_",
     "diet_lif_multistep",
     "diet_lif_step",
@@ -50,6 +53,9 @@ __all__ = [
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps the normalized potential ``z`` to spikes (Heaviside forward, surrogate backward)."""
+StateQuant = Callable[[torch.Tensor], torch.Tensor]
+"""Applied to the potential after integration, before firing (snnTorch's ``state_quant``), e.g. a quantizer
+from ``snntorch.functional.quant``."""
 
 _DIET_TRIANGLE = Triangle(gamma=0.3)
 
@@ -83,10 +89,20 @@ def _prepare(
     return u, leak_b, thr_b
 
 
-def _step(
-    x: torch.Tensor, u: torch.Tensor, leak: torch.Tensor, threshold: torch.Tensor, spike_fn: SpikeFn
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _integrate(x: torch.Tensor, u: torch.Tensor, leak: torch.Tensor, state_quant: StateQuant | None) -> torch.Tensor:
     u = leak * u + x
+    return u if state_quant is None else state_quant(u)
+
+
+def _step(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    leak: torch.Tensor,
+    threshold: torch.Tensor,
+    spike_fn: SpikeFn,
+    state_quant: StateQuant | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    u = _integrate(x, u, leak, state_quant)
     z = u / threshold - 1.0
     spike = spike_fn(z)
     return spike, u - threshold * heaviside(z)
@@ -98,25 +114,27 @@ def diet_lif_step(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     spike_fn: SpikeFn | None = None,
+    state_quant: StateQuant | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Advance a layer of DIET LIF neurons by one time step.
 
     Args:
-        x: input current ``[B, C, ...]`` or ``[B, F]``.
+        x: input current ``[B, C, ...]`` or ``[B, F]`` (a 0-d tensor is a single neuron).
         u: membrane potential after the previous step, shape of ``x``; ``None`` starts from 0.
-        leak: ``[]`` or ``[C]``, in ``[0, 1]`` (1 = integrate-and-fire).
-        threshold: ``[]`` or ``[C]``, > 0.
+        leak: ``[]``, ``[C]`` or per neuron (see the module docstring), in ``[0, 1]`` (1 = integrate-and-fire).
+        threshold: ``[]``, ``[C]`` or per neuron, > 0.
         spike_fn: surrogate spike function of the normalized potential ``z``; default
             :class:`~snn_ext.core.surrogate.Triangle` with ``gamma = 0.3``. Any callable with
             Heaviside forward works, e.g. ``snntorch.surrogate.atan()`` or a SpikingJelly surrogate
             module (they then see ``z`` instead of ``u - threshold``).
+        state_quant: applied to the potential after integration, before firing (:data:`StateQuant`).
 
     Returns:
         ``(spike, u)``: spikes in ``{0, 1}`` and the potential after the soft reset, both shaped like ``x``.
     """
     check_current(x, "x")
     u, leak_b, thr_b = _prepare(x, u, leak, threshold)
-    return _step(x, u, leak_b, thr_b, spike_fn or _DIET_TRIANGLE)
+    return _step(x, u, leak_b, thr_b, spike_fn or _DIET_TRIANGLE, state_quant)
 
 
 def diet_lif_multistep(
@@ -125,13 +143,14 @@ def diet_lif_multistep(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     spike_fn: SpikeFn | None = None,
+    state_quant: StateQuant | None = None,
 ) -> SequenceOutput:
     """Run DIET LIF neurons over a whole sequence; equal to a loop of :func:`diet_lif_step`.
 
     Args:
         x_seq: input currents ``[T, B, C, ...]`` or ``[T, B, F]`` with ``T >= 1``.
         u: initial membrane potential ``[B, ...]`` (shape of ``x_seq[0]``); ``None`` starts from 0.
-        leak, threshold, spike_fn: as in :func:`diet_lif_step`.
+        leak, threshold, spike_fn, state_quant: as in :func:`diet_lif_step`.
 
     Returns:
         :class:`SequenceOutput` ``(spikes, potentials, final)``.
@@ -141,7 +160,7 @@ def diet_lif_multistep(
     spike_fn = spike_fn or _DIET_TRIANGLE
     spikes, potentials = [], []
     for x in x_seq:
-        spike, u = _step(x, u, leak_b, thr_b, spike_fn)
+        spike, u = _step(x, u, leak_b, thr_b, spike_fn, state_quant)
         spikes.append(spike)
         potentials.append(u)
     return SequenceOutput(torch.stack(spikes), torch.stack(potentials), u)
@@ -179,18 +198,36 @@ def _start_single_spike(x: torch.Tensor, state: SingleSpikeState | None, leak, t
     return state, leak_b, thr_b
 
 
-def _single_spike_step(
-    x: torch.Tensor, state: SingleSpikeState, leak: torch.Tensor, threshold: torch.Tensor, surrogate
-) -> tuple[torch.Tensor, SingleSpikeState]:
+def _single_spike_update(
+    x: torch.Tensor,
+    state: SingleSpikeState,
+    leak: torch.Tensor,
+    threshold: torch.Tensor,
+    state_quant: StateQuant | None,
+) -> tuple[torch.Tensor, torch.Tensor, SingleSpikeState]:
+    """One step's ``z``, the mask of neurons that may still fire, and the new state (record updated)."""
     t, record = state.step, state.record
-    u = leak * state.u + x
+    u = _integrate(x, state.u, leak, state_quant)
     z = u / threshold - 1.0
     may_fire = torch.isinf(record.times).to(u.dtype)
-    spike = (surrogate(z, t, record) if isinstance(surrogate, STDB) else surrogate(z)) * may_fire
     fired_now = heaviside(z) * may_fire
     record.times = torch.where(fired_now > 0, float(t), record.times)
     record.steps = t + 1
-    return spike, SingleSpikeState(u - threshold * fired_now, record, t + 1)
+    return z, may_fire, SingleSpikeState(u - threshold * fired_now, record, t + 1)
+
+
+def _single_spike_step(
+    x: torch.Tensor,
+    state: SingleSpikeState,
+    leak: torch.Tensor,
+    threshold: torch.Tensor,
+    surrogate: SingleSpikeSurrogate,
+    state_quant: StateQuant | None,
+) -> tuple[torch.Tensor, SingleSpikeState]:
+    t, record = state.step, state.record
+    z, may_fire, state = _single_spike_update(x, state, leak, threshold, state_quant)
+    spike = surrogate(z, t, record) if isinstance(surrogate, STDB) else surrogate(z)
+    return spike * may_fire, state
 
 
 def single_spike_lif_step(
@@ -199,13 +236,14 @@ def single_spike_lif_step(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     surrogate: SingleSpikeSurrogate | None = None,
+    state_quant: StateQuant | None = None,
 ) -> tuple[torch.Tensor, SingleSpikeState]:
     """One step of fire-once DIET LIF neurons.
 
     Args:
-        x: input current ``[B, C, ...]`` or ``[B, F]``.
+        x: input current ``[B, C, ...]`` or ``[B, F]`` (a 0-d tensor is a single neuron).
         state: the previous step's state; ``None`` starts a new sequence (``u = 0``, nobody fired).
-        leak, threshold: as in :func:`diet_lif_step`.
+        leak, threshold, state_quant: as in :func:`diet_lif_step`.
         surrogate: :class:`~snn_ext.core.surrogate.STDB` (default ``STDB(0.3, 0.01)``) or any
             ``spike_fn(z)`` such as :class:`~snn_ext.core.surrogate.Triangle`.
 
@@ -216,7 +254,7 @@ def single_spike_lif_step(
     """
     check_current(x, "x")
     state, leak_b, thr_b = _start_single_spike(x, state, leak, threshold)
-    return _single_spike_step(x, state, leak_b, thr_b, surrogate or STDB())
+    return _single_spike_step(x, state, leak_b, thr_b, surrogate or STDB(), state_quant)
 
 
 def single_spike_lif_multistep(
@@ -225,8 +263,16 @@ def single_spike_lif_multistep(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     surrogate: SingleSpikeSurrogate | None = None,
+    state_quant: StateQuant | None = None,
 ) -> SingleSpikeSequence:
     """Fire-once DIET LIF over a sequence ``[T, B, ...]``; equal to a loop of :func:`single_spike_lif_step`.
+
+    Under ``torch.compile`` with :class:`~snn_ext.core.surrogate.STDB`, the spikes are formed after the loop, once
+    the call's spike times are known: ``heaviside(z) + (z - z.detach()) * STDB.derivative`` has the Heaviside
+    values and STDB's gradient, the numbers of the single steps' tape (which backward reads after the sequence)
+    but a plain graph that the compiler traces whole. The two agree for a sequence run in one call; when one
+    sequence is split over several compiled calls, an earlier call's gradient sees the spike times known when it
+    ran (eager calls read the final ones).
 
     Returns:
         :class:`SingleSpikeSequence` ``(spikes, potentials, state)``.
@@ -234,11 +280,24 @@ def single_spike_lif_multistep(
     check_sequence(x_seq, "x_seq")
     state, leak_b, thr_b = _start_single_spike(x_seq[0], state, leak, threshold)
     surrogate = surrogate or STDB()
-    spikes, potentials = [], []
+    if not (isinstance(surrogate, STDB) and torch.compiler.is_compiling()):
+        spikes, potentials = [], []
+        for x in x_seq:
+            spike, state = _single_spike_step(x, state, leak_b, thr_b, surrogate, state_quant)
+            spikes.append(spike)
+            potentials.append(state.u)
+        return SingleSpikeSequence(torch.stack(spikes), torch.stack(potentials), state)
+    first, record = state.step, state.record
+    zs, masks, potentials = [], [], []
     for x in x_seq:
-        spike, state = _single_spike_step(x, state, leak_b, thr_b, surrogate)
-        spikes.append(spike)
+        z, may_fire, state = _single_spike_update(x, state, leak_b, thr_b, state_quant)
+        zs.append(z)
+        masks.append(may_fire)
         potentials.append(state.u)
+    spikes = [
+        (heaviside(z) + (z - z.detach()) * surrogate.derivative(first + i, record).to(z.dtype)) * may_fire
+        for i, (z, may_fire) in enumerate(zip(zs, masks, strict=True))
+    ]
     return SingleSpikeSequence(torch.stack(spikes), torch.stack(potentials), state)
 
 

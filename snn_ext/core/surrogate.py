@@ -13,6 +13,8 @@ the step index and the layer's :class:`SpikeTimeRecord`.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -141,6 +143,15 @@ class _STDBSpike(torch.autograd.Function):
         return grad_output * ctx.stdb.derivative(ctx.t, ctx.record).to(grad_output.dtype), None, None, None
 
 
+# Compiled graphs snapshot what backward reads; this backward must read the record as the sequence left it.
+_WHY = (
+    "snn_ext STDB: a single step's backward reads the layer's spike times after the whole sequence, which one "
+    "step's graph cannot hold; compile whole sequences (forward_sequence, step_mode 'm') for one graph"
+)
+_REASON = {"reason": _WHY} if "reason" in inspect.signature(torch.compiler.disable).parameters else {}  # torch>=2.8
+_stdb_spike = torch.compiler.disable(_STDBSpike.apply, **_REASON)
+
+
 class STDB(nn.Module):
     """Spike-time-dependent surrogate: ``d spike / d z = alpha * exp(-beta * |t - t_spike|)``.
 
@@ -192,8 +203,14 @@ class STDB(nn.Module):
         return self.derivative(t, record) * z
 
     def forward(self, z: torch.Tensor, t: int, record: SpikeTimeRecord) -> torch.Tensor:
-        """Spikes ``1[z > 0]`` of step ``t``, shape of ``z``."""
-        return _STDBSpike.apply(z, t, record, self)
+        """Spikes ``1[z > 0]`` of step ``t``, shape of ``z``.
+
+        The backward pass reads ``record`` when it runs, after the whole sequence: a tape that a graph compiled
+        for one step cannot hold, so ``torch.compile`` runs this call outside its graph (one graph break per
+        step; values and gradients stay exact). Whole sequences (``forward_sequence``, SpikingJelly's ``'m'``
+        mode) form STDB spikes after their loop instead and compile without a break.
+        """
+        return _stdb_spike(z, t, record, self)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}" + (f", time={self.time!r}" if self.time != "spike" else "")

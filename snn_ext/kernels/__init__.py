@@ -24,8 +24,14 @@ Fused kernels implement the surrogates :class:`~snn_ext.core.surrogate.Triangle`
 :class:`~snn_ext.core.surrogate.Box` (and :class:`~snn_ext.core.surrogate.STDB` for fire-once neurons),
 float32/float64 on the CPU and float16/bfloat16/float32/float64 with Triton, ``[]`` or ``[C]`` leak and
 threshold; inputs of mixed dtypes compute in the dtype the reference promotes to. When a call cannot use the
-chosen kernel (another surrogate, dtype or device; Triton missing) it runs the reference and issues a
-:class:`KernelFallbackWarning` once per reason. Results do not depend on the backend: float32/float64 spikes
+chosen kernel (another surrogate, dtype or device, per-neuron parameters, a ``state_quant``; Triton missing)
+it runs the reference and issues a :class:`KernelFallbackWarning` once per reason.
+
+Inside ``torch.compile`` every backend runs the reference: the compiler traces its plain torch ops (no graph
+break, no host synchronisation) and fuses them into its own kernel, forward and backward. So does a call under
+a ``TorchDispatchMode`` (op counters such as SpikingJelly's ``op_counter.NeuronStateCounter`` or torch's
+``FlopCounterMode``), which then sees the neuron's state reads and writes op by op. The backend choice applies
+to the remaining, eager calls. Results do not depend on the backend: float32/float64 spikes
 and potentials are bit-identical to the reference and gradients differ only by the rounding of reordered
 sums (Triton computes float16/bfloat16 inputs in float32, so there values differ within their precision).
 """
@@ -38,6 +44,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from snn_ext.core import neuron as core
 from snn_ext.core.checks import channel_view, check_leak, check_sequence, check_threshold
@@ -47,6 +54,7 @@ from snn_ext.core.neuron import (
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
+    StateQuant,
 )
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord
 from snn_ext.kernels import cpu
@@ -108,6 +116,11 @@ def use_backend(name: str) -> Iterator[None]:
 def current_backend() -> str:
     """The backend name set by the innermost :func:`use_backend` (``"auto"`` outside any)."""
     return _backend.get()
+
+
+def _runs_reference() -> bool:
+    """Whether this call runs the reference: backend ``"reference"``, ``torch.compile``, a ``TorchDispatchMode``."""
+    return torch.compiler.is_compiling() or _backend.get() == "reference" or is_in_torch_dispatch_mode()
 
 
 def _checked_params(
@@ -182,6 +195,7 @@ def _fused_inputs(
     spec: SurrogateSpec | None,
     fire_once: bool,
     potentials: bool,
+    state_quant: object,
 ) -> tuple[FusedOps, torch.Tensor, torch.Tensor | None] | None:
     """``(kernels, x_seq, u)`` for the fused path, or ``None`` for the reference (warning once if a kernel was due).
 
@@ -199,7 +213,12 @@ def _fused_inputs(
     for t in promoting:
         dtype = torch.promote_types(dtype, t.dtype)
     ops: FusedOps | None = None
-    if spec is None:
+    per_neuron = next((t for t in (leak, threshold) if t.dim() > 1), None)
+    if per_neuron is not None:
+        problem = f"no fused kernel for per-neuron parameters (shape {tuple(per_neuron.shape)}; fused: [] or [C])"
+    elif state_quant is not None:
+        problem = "no fused kernel applies a state_quant"
+    elif spec is None:
         supported = "STDB (time='spike'), Triangle, Box" if fire_once else "Triangle, Box"
         name = getattr(fn, "__qualname__", type(fn).__name__)  # a function's own name, else its class's
         if isinstance(fn, STDB) and fn.time != "spike":
@@ -221,6 +240,7 @@ def diet_lif_multistep(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     spike_fn: SpikeFn | None = None,
+    state_quant: StateQuant | None = None,
     *,
     potentials: bool = True,
 ) -> SequenceOutput:
@@ -229,23 +249,24 @@ def diet_lif_multistep(
     Args:
         x_seq: input currents ``[T, B, C, ...]`` or ``[T, B, F]`` with ``T >= 1``.
         u: initial membrane potential ``[B, ...]``; ``None`` starts from 0.
-        leak, threshold: ``[]`` or ``[C]``, as in :func:`snn_ext.core.neuron.diet_lif_step`.
+        leak, threshold: ``[]``, ``[C]`` or per neuron, as in :func:`snn_ext.core.neuron.diet_lif_step`.
         spike_fn: surrogate on ``z = u / threshold - 1``; default ``Triangle(gamma=0.3)``.
+        state_quant: as in :func:`snn_ext.core.neuron.diet_lif_step` (runs the reference).
         potentials: also return the ``[T, B, ...]`` potentials; ``False`` skips writing them (the
             ``potentials`` field is then ``None``), as SpikingJelly's multi-step mode needs only spikes.
 
     Returns:
         :class:`~snn_ext.core.neuron.SequenceOutput` ``(spikes, potentials, final)``.
     """
-    if _backend.get() != "reference":
+    if not _runs_reference():
         leak_t, thr_t = _checked_params(x_seq, leak, threshold)
         spec = _DIET_SPEC if spike_fn is None else surrogate_spec(spike_fn, fire_once=False)
-        fused = _fused_inputs(x_seq, u, leak_t, thr_t, spike_fn, spec, False, potentials)
+        fused = _fused_inputs(x_seq, u, leak_t, thr_t, spike_fn, spec, False, potentials, state_quant)
         if fused is not None:
             ops, x_c, u_c = fused
             spikes, potentials_seq, final, _ = fused_lif(ops, x_c, u_c, leak_t, thr_t, spec, None, 0, potentials)
             return SequenceOutput(spikes, potentials_seq, final)
-    out = core.diet_lif_multistep(x_seq, u, leak, threshold, spike_fn)
+    out = core.diet_lif_multistep(x_seq, u, leak, threshold, spike_fn, state_quant)
     return out if potentials else out._replace(potentials=None)
 
 
@@ -255,6 +276,7 @@ def single_spike_lif_multistep(
     leak: float | torch.Tensor,
     threshold: float | torch.Tensor,
     surrogate: SingleSpikeSurrogate | None = None,
+    state_quant: StateQuant | None = None,
     *,
     potentials: bool = True,
 ) -> SingleSpikeSequence:
@@ -263,7 +285,7 @@ def single_spike_lif_multistep(
     Args:
         x_seq: input currents ``[T, B, ...]``.
         state: the previous call's state (continue the sequence) or ``None`` (start one).
-        leak, threshold: ``[]`` or ``[C]``.
+        leak, threshold, state_quant: as in :func:`diet_lif_multistep`.
         surrogate: :class:`~snn_ext.core.surrogate.STDB` (default ``STDB(0.3, 0.01)``),
             :class:`~snn_ext.core.surrogate.Triangle` or :class:`~snn_ext.core.surrogate.Box` run fused;
             any other ``spike_fn(z)`` runs the reference.
@@ -273,12 +295,12 @@ def single_spike_lif_multistep(
         :class:`~snn_ext.core.neuron.SingleSpikeSequence` ``(spikes, potentials, state)``; like the reference,
         the call writes the spike times into ``state.record``.
     """
-    if _backend.get() != "reference" and (state is None or isinstance(state, SingleSpikeState)):
+    if not _runs_reference() and (state is None or isinstance(state, SingleSpikeState)):
         leak_t, thr_t = _checked_params(x_seq, leak, threshold)
         fn = STDB() if surrogate is None else surrogate
         spec = surrogate_spec(fn, fire_once=True)
         u = None if state is None else state.u
-        fused = _fused_inputs(x_seq, u, leak_t, thr_t, fn, spec, True, potentials)
+        fused = _fused_inputs(x_seq, u, leak_t, thr_t, fn, spec, True, potentials, state_quant)
         if fused is not None and (state is None or state.record.times.shape == x_seq.shape[1:]):
             ops, x_c, u_c = fused
             record = SpikeTimeRecord(x_seq[0]) if state is None else state.record
@@ -288,5 +310,5 @@ def single_spike_lif_multistep(
             )
             record.times, record.steps = times, first + x_seq.shape[0]
             return SingleSpikeSequence(spikes, potentials_seq, SingleSpikeState(final, record, record.steps))
-    out = core.single_spike_lif_multistep(x_seq, state, leak, threshold, surrogate)
+    out = core.single_spike_lif_multistep(x_seq, state, leak, threshold, surrogate, state_quant)
     return out if potentials else out._replace(potentials=None)

@@ -284,7 +284,6 @@ class _FusedLIF(torch.autograd.Function):
         )
 
 
-# An outer torch.compile runs this node as is (its CPU kernels compile on their own).
-fused_lif = torch.compiler.disable(_FusedLIF.apply)
+fused_lif = _FusedLIF.apply
 """``fused_lif(ops, x_seq, u0, leak, threshold, spec, record, first_step, want_potentials)``: run the fused
 neuron (see :meth:`_FusedLIF.forward` for the arguments and results)."""

@@ -6,21 +6,35 @@ import snntorch
 import torch
 
 from snn_ext import kernels
+from snn_ext._assign import assign_checked, refuse_keyword
 from snn_ext._format import format_param
-from snn_ext.core.checks import check_leak, check_threshold
+from snn_ext.core.checks import broadcast_view, check_leak, check_threshold
 from snn_ext.core.neuron import (
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
+    StateQuant,
     clamp_leak_,
     diet_lif_step,
     single_spike_lif_step,
 )
-from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
+from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
 
 __all__ = ["DietLeaky", "SingleSpikeLeaky"]
 
 _Outputs = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_CHECKS = {
+    "beta": lambda value: check_leak(value, "beta", any_shape=True),
+    "threshold": lambda value: check_threshold(value, "threshold", any_shape=True),
+}
+_FIXED = {  # snnTorch options that DIET has one value of: (the value, what DIET does)
+    "inhibition": (False, "DIET neurons fire independently of each other"),
+    "reset_mechanism": ("subtract", "DIET resets by subtracting the threshold"),
+    "graded_spikes_factor": (1.0, "DIET's spikes are 0 or 1"),
+    "learn_graded_spikes_factor": (False, "DIET's spikes are 0 or 1"),
+    "reset_delay": (False, "DIET subtracts the threshold in the step that fires"),
+}
 
 
 class DietLeaky(snntorch.Leaky):
@@ -28,10 +42,14 @@ class DietLeaky(snntorch.Leaky):
 
     Dynamics (see :mod:`snn_ext.core.neuron`): ``mem = beta * mem + input_``; spike where
     ``mem / threshold - 1 > 0``; soft reset ``mem -= threshold * spike`` in the same step (no
-    ``reset_delay``). ``beta`` (the leak) and ``threshold`` are trainable by default, one per layer
-    or one per channel (1-d tensor ``[C]``, matched to dimension 1 of the input). ``beta`` is not
-    clamped in forward: call :meth:`clamp_leak_` (or :func:`snn_ext.core.clamp_leak_` on the whole
-    net) after each optimizer step to keep it <= 1, as DIET-SNN does.
+    ``reset_delay``). ``beta`` (the leak) and ``threshold`` are trainable by default. Their shapes follow
+    snnTorch's broadcasting exactly (:func:`snn_ext.core.broadcast_view`): a number per layer, ``[N]`` along the input's
+    last dimension (per feature of ``[B, N]``), ``[C, 1, 1]`` per channel and ``[C, H, W]`` per neuron of a
+    ``[B, C, H, W]`` input. Per-layer and per-channel values run in the fused kernels; per-neuron values run the
+    reference (a one-time ``KernelFallbackWarning``). ``beta`` is not clamped in forward: call
+    :meth:`clamp_leak_` (or :func:`snn_ext.core.clamp_leak_` on the whole net) after each optimizer step to
+    keep it <= 1, as DIET-SNN does. Assigning a number or a tensor (``lif.threshold = 2.0``) sets the
+    parameter's value, checked like the constructor's.
 
     Args:
         beta: leak in ``[0, 1]``; 1.0 (DIET-SNN's initial value) means no leak.
@@ -39,48 +57,111 @@ class DietLeaky(snntorch.Leaky):
         spike_grad: surrogate applied to the *normalized* potential ``z = mem / threshold - 1``;
             default DIET's triangle ``0.3 * max(0, 1 - |z|)``. Any snnTorch surrogate
             (``snntorch.surrogate.atan()``, ``fast_sigmoid()``, ...) also works.
+        surrogate_disable: spikes without a surrogate gradient (the Heaviside step), as in snnTorch.
         init_hidden: keep ``mem`` inside the module, so it can sit in ``nn.Sequential``; then the
             call returns ``spk`` only, unless ``output=True``.
+        inhibition: only ``False``: DIET neurons fire independently.
         learn_beta, learn_threshold: register ``beta`` / ``threshold`` as Parameters (default) or buffers.
+        reset_mechanism: only ``"subtract"``: DIET resets by subtracting the threshold.
+        state_quant: a function applied to ``mem`` after integration, before firing (snnTorch's
+            ``state_quant``, e.g. ``snntorch.functional.quant.state_quant``); ``False`` for none.
+            Whole sequences with it run the reference.
         output: with ``init_hidden=True``, return ``(spk, mem)``.
+        graded_spikes_factor: only ``1.0``: DIET's spikes are binary (converted networks fold the spike
+            amplitude into the next layer's weights).
+        learn_graded_spikes_factor: only ``False``.
+        reset_delay: only ``False``: DIET resets in the step that fires.
 
-    Shapes: :meth:`forward` takes one step ``[B, ...]``; :meth:`forward_sequence` a whole sequence
-    ``[T, B, ...]`` as one fused kernel where one applies (:mod:`snn_ext.kernels`). Both return spikes of
-    the input's shape (and dtype).
+    Shapes: :meth:`forward` takes one step ``[B, ...]`` (a 0-d tensor is one neuron); :meth:`forward_sequence`
+    a whole sequence ``[T, B, ...]`` as one fused kernel where one applies (:mod:`snn_ext.kernels`). Both return
+    spikes of the input's shape (and dtype).
     """
+
+    _reset_state: torch.Tensor | None = None
 
     def __init__(
         self,
         beta: float | torch.Tensor = 1.0,
         threshold: float | torch.Tensor = 1.0,
         spike_grad: SpikeFn | None = None,
+        surrogate_disable: bool = False,
         init_hidden: bool = False,
+        inhibition: bool = False,
         learn_beta: bool = True,
         learn_threshold: bool = True,
+        reset_mechanism: str = "subtract",
+        state_quant: StateQuant | bool = False,
         output: bool = False,
+        graded_spikes_factor: float = 1.0,
+        learn_graded_spikes_factor: bool = False,
+        reset_delay: bool = False,
     ) -> None:
+        given = {
+            "inhibition": inhibition,
+            "reset_mechanism": reset_mechanism,
+            "graded_spikes_factor": graded_spikes_factor,
+            "learn_graded_spikes_factor": learn_graded_spikes_factor,
+            "reset_delay": reset_delay,
+        }
+        for name, value in given.items():
+            refuse_keyword(name, value, *_FIXED[name])
+        if not isinstance(surrogate_disable, bool):
+            raise TypeError(f"surrogate_disable must be True or False, got {surrogate_disable!r}")
+        if state_quant is not False and not callable(state_quant):
+            raise TypeError(f"state_quant must be False or a function of the potential, got {state_quant!r}")
+        if surrogate_disable:
+            spike_grad = heaviside
         super().__init__(
-            beta=check_leak(beta, "beta"),
-            threshold=check_threshold(threshold, "threshold"),
+            beta=check_leak(beta, "beta", any_shape=True),
+            threshold=check_threshold(threshold, "threshold", any_shape=True),
             spike_grad=self._default_spike_grad() if spike_grad is None else spike_grad,
             init_hidden=init_hidden,
             learn_beta=learn_beta,
             learn_threshold=learn_threshold,
+            state_quant=state_quant,
             output=output,
+            reset_delay=False,
         )
+        self.surrogate_disable = surrogate_disable
 
     @staticmethod
     def _default_spike_grad() -> SpikeFn:
         return Triangle(gamma=0.3)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        check = _CHECKS.get(name)
+        if name in _FIXED:  # assigned after construction: the same rule as the keyword
+            one = isinstance(value, torch.Tensor) and value.numel() == 1
+            refuse_keyword(name, value.item() if one else value, *_FIXED[name])
+        if check is None or "_parameters" not in self.__dict__:
+            super().__setattr__(name, value)
+        else:
+            assign_checked(self, name, value, check, super().__setattr__)
+
+    def _params(self, step: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """``beta`` and ``threshold`` as the core takes them for input steps of shape ``step``."""
+        return broadcast_view(self.beta, step, "beta"), broadcast_view(self.threshold, step, "threshold")
+
+    @property
+    def _quant(self) -> StateQuant | None:
+        return self.state_quant or None
+
+    def reset_mem(self) -> torch.Tensor:
+        """Zero the potential (snnTorch's reset) and return it; passed back as ``mem``, it starts any input shape."""
+        self._reset_state = super().reset_mem()
+        return self._reset_state
+
     def _initial_mem(self, mem: torch.Tensor | None, step_shape: torch.Size) -> torch.Tensor | None:
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         if mem is not None:
-            # snnTorch's reset state, ``reset_mem()`` / ``init_leaky()`` (an empty tensor before the first step,
-            # zeros of the last input's shape after), starts an input of any shape from zeros, as in snnTorch;
-            # a non-zero potential of the wrong shape is an error (raised by the core).
-            return None if mem.shape != step_shape and not mem.count_nonzero() else mem
+            # snnTorch's reset state (``reset_mem()`` / ``init_leaky()``: an empty tensor before the first step,
+            # zeros of the last input's shape after) starts an input of any shape from zeros, as in snnTorch; any
+            # other potential of the wrong shape is an error (raised by the core). Told apart by identity, so no
+            # value is read.
+            if mem.shape != step_shape and (mem.numel() == 0 or mem is self._reset_state):
+                return None
+            return mem
         # Like snnTorch 1.0: continue from the stored state unless the input shape changed.
         return self.mem if self.mem.shape == step_shape else None
 
@@ -101,7 +182,7 @@ class DietLeaky(snntorch.Leaky):
             ``(spk, mem)``, or ``spk`` alone when ``init_hidden=True`` and ``output=False``.
         """
         start = self._initial_mem(mem, input_.shape)
-        spk, self.mem = diet_lif_step(input_, start, self.beta, self.threshold, self.spike_grad)
+        spk, self.mem = diet_lif_step(input_, start, *self._params(input_.shape), self.spike_grad, self._quant)
         return self._outputs(spk, self.mem)
 
     def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
@@ -118,8 +199,9 @@ class DietLeaky(snntorch.Leaky):
             ``(spk_seq, mem_seq)``, both ``[T, B, ...]``, or ``spk_seq`` alone when
             ``init_hidden=True`` and ``output=False``. The stored state becomes ``mem_seq[-1]``.
         """
-        start = self._initial_mem(mem, input_seq.shape[1:])
-        out = kernels.diet_lif_multistep(input_seq, start, self.beta, self.threshold, self.spike_grad)
+        step = input_seq.shape[1:]
+        start = self._initial_mem(mem, step)
+        out = kernels.diet_lif_multistep(input_seq, start, *self._params(step), self.spike_grad, self._quant)
         self.mem = out.final
         return self._outputs(out.spikes, out.potentials)
 
@@ -168,15 +250,17 @@ class SingleSpikeLeaky(DietLeaky):
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
         """One step ``[B, ...]``; see :meth:`DietLeaky.forward`."""
         state = self._state(self._initial_mem(mem, input_.shape))
-        spk, self._sequence = single_spike_lif_step(input_, state, self.beta, self.threshold, self.spike_grad)
+        beta, threshold = self._params(input_.shape)
+        spk, self._sequence = single_spike_lif_step(input_, state, beta, threshold, self.spike_grad, self._quant)
         self.mem = self._sequence.u
         return self._outputs(spk, self.mem)
 
     def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
         """A whole sequence ``[T, B, ...]`` (fused for STDB, triangle and box surrogates); see
         :meth:`DietLeaky.forward_sequence`."""
-        state = self._state(self._initial_mem(mem, input_seq.shape[1:]))
-        out = kernels.single_spike_lif_multistep(input_seq, state, self.beta, self.threshold, self.spike_grad)
+        step = input_seq.shape[1:]
+        state = self._state(self._initial_mem(mem, step))
+        out = kernels.single_spike_lif_multistep(input_seq, state, *self._params(step), self.spike_grad, self._quant)
         self._sequence = out.state
         self.mem = out.state.u
         return self._outputs(out.spikes, out.potentials)

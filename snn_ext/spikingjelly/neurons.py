@@ -7,6 +7,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from snn_ext import kernels
+from snn_ext._assign import assign_checked, refuse_keyword
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_sequence, check_threshold
 from snn_ext.core.neuron import (
@@ -23,6 +24,32 @@ __all__ = ["DietLIFNode", "SingleSpikeLIFNode"]
 
 _Tensors = tuple[torch.Tensor, ...]
 
+_CHECKS = {
+    "leak": lambda value: check_leak(value, "leak"),
+    "v_threshold": lambda value: check_threshold(value, "v_threshold"),
+}
+
+
+def _leak_from(leak: float | torch.Tensor | None, tau: float | None, decay_input: bool | None) -> float | torch.Tensor:
+    """DIET's leak from ``leak`` or from SpikingJelly's ``tau`` with ``decay_input=False`` (``leak = 1 - 1/tau``)."""
+    if decay_input not in (None, False):
+        raise ValueError(
+            f"decay_input={decay_input!r} is not DIET's behaviour: SpikingJelly's decay_input=True scales the input "
+            "by 1/tau, DIET adds it whole (accepted: decay_input=False)"
+        )
+    if tau is None:
+        return 1.0 if leak is None else leak
+    if leak is not None:
+        raise ValueError("pass leak or tau, not both (with decay_input=False, leak = 1 - 1/tau)")
+    if decay_input is None:
+        raise ValueError(
+            "tau needs decay_input=False: SpikingJelly's default decay_input=True scales the input by 1/tau, which "
+            "DIET does not; with decay_input=False, tau means leak = 1 - 1/tau"
+        )
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau >= 1:
+        raise ValueError(f"tau must be a number >= 1 (leak = 1 - 1/tau lies in [0, 1]), got {tau!r}")
+    return 1.0 - 1.0 / tau
+
 
 class DietLIFNode(BaseNode):
     """DIET-SNN leaky integrate-and-fire neuron as a SpikingJelly ``BaseNode``.
@@ -32,16 +59,21 @@ class DietLIFNode(BaseNode):
     ``v_threshold`` are ``nn.Parameter`` s, one per layer or one per channel (1-d ``[C]``, matched to
     the channel dimension of ``[N, C, ...]``). Freeze them with ``requires_grad_(False)``. Keep the
     leak <= 1 by calling :meth:`clamp_leak_` (or :func:`snn_ext.core.clamp_leak_` on the net) after
-    each optimizer step.
+    each optimizer step. Assigning a number or a tensor (``node.v_threshold = 2.0``, as threshold-balancing
+    scripts do) sets the parameter's value, checked like the constructor's.
 
     Args:
-        leak: in ``[0, 1]``; 1.0 (DIET-SNN's initial value) means no leak.
+        leak: in ``[0, 1]``; 1.0 (DIET-SNN's initial value, the default) means no leak.
         v_threshold: firing threshold > 0.
         surrogate_function: applied to the normalized potential ``z = v / v_threshold - 1``;
             default DIET's triangle ``0.3 * max(0, 1 - |z|)``. SpikingJelly surrogates
             (``surrogate.ATan()``, ...) also work.
-        step_mode: ``'s'`` (input ``[N, ...]``) or ``'m'`` (input ``[T, N, ...]``).
+        step_mode: ``'s'`` (input ``[N, ...]``, a 0-d tensor is one neuron) or ``'m'`` (input ``[T, N, ...]``).
         store_v_seq: keep the potential of every step in ``self.v_seq`` (``[T, N, ...]``).
+        v_reset: only ``None`` (SpikingJelly's soft reset): DIET subtracts the threshold.
+        detach_reset: only ``True``: DIET's reset indicator carries no gradient.
+        tau, decay_input: SpikingJelly's LIF time constant, accepted with ``decay_input=False`` (then the
+            update is DIET's with ``leak = 1 - 1/tau``) instead of ``leak``; ``decay_input=True`` is refused.
 
     Works with ``functional.reset_net``, ``set_step_mode``, ``detach_net``, ``layer.*`` in
     multi-step mode, and ``torch.save`` of a whole network. In ``'m'`` mode (without ``store_v_seq``) the
@@ -50,13 +82,24 @@ class DietLIFNode(BaseNode):
 
     def __init__(
         self,
-        leak: float | torch.Tensor = 1.0,
+        leak: float | torch.Tensor | None = None,
         v_threshold: float | torch.Tensor = 1.0,
         surrogate_function: SpikeFn | None = None,
         step_mode: str = "s",
         store_v_seq: bool = False,
+        *,
+        v_reset: float | None = None,
+        detach_reset: bool = True,
+        tau: float | None = None,
+        decay_input: bool | None = None,
     ) -> None:
-        leak_t = check_leak(leak, "leak")
+        if v_reset is not None:
+            raise ValueError(
+                f"v_reset={v_reset!r} is not DIET's behaviour: DIET resets by subtracting the threshold, "
+                "SpikingJelly's soft reset (accepted: v_reset=None)"
+            )
+        refuse_keyword("detach_reset", detach_reset, True, "DIET's reset indicator carries no gradient")
+        leak_t = check_leak(_leak_from(leak, tau, decay_input), "leak")
         threshold_t = check_threshold(v_threshold, "v_threshold")
         # BaseNode asserts a float threshold; it is replaced by a Parameter right after.
         super().__init__(
@@ -73,6 +116,13 @@ class DietLIFNode(BaseNode):
     @staticmethod
     def _default_surrogate() -> SpikeFn:
         return Triangle(gamma=0.3)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        check = _CHECKS.get(name)
+        if check is None or "_parameters" not in self.__dict__:
+            super().__setattr__(name, value)
+        else:
+            assign_checked(self, name, value, check, super().__setattr__)
 
     def materialize_states(self, inputs: _Tensors, states: tuple[object, ...], step_mode: str) -> tuple[object, ...]:
         """SpikingJelly builds the zero state from ``x_seq[0]``: report an empty sequence first."""
@@ -117,18 +167,19 @@ class SingleSpikeLIFNode(DietLIFNode):
     surrogate is :class:`~snn_ext.core.surrogate.STDB`. Besides ``v``, the memories are ``record``
     (the layer's spike times, read by STDB's backward pass) and ``step`` (the next step's index).
 
-    Same arguments and shapes as :class:`DietLIFNode`.
+    Same arguments (keywords included) and shapes as :class:`DietLIFNode`.
     """
 
     def __init__(
         self,
-        leak: float | torch.Tensor = 1.0,
+        leak: float | torch.Tensor | None = None,
         v_threshold: float | torch.Tensor = 1.0,
         surrogate_function: SingleSpikeSurrogate | None = None,
         step_mode: str = "s",
         store_v_seq: bool = False,
+        **keywords: object,
     ) -> None:
-        super().__init__(leak, v_threshold, surrogate_function, step_mode, store_v_seq)
+        super().__init__(leak, v_threshold, surrogate_function, step_mode, store_v_seq, **keywords)
         self.register_memory("record", None)
         self.register_memory("step", 0)
 
