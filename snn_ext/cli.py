@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -79,6 +80,11 @@ def resolve_stage(argv: list[str]) -> list[str]:
     Raises:
         SystemExit: (with a message) unknown stage, ``--stage`` without a staged recipe, unreadable YAML.
     """
+    return _resolve(argv)[0]
+
+
+def _resolve(argv: list[str]) -> tuple[list[str], tuple[str, Path] | None]:
+    """:func:`resolve_stage`'s arguments, and the stage's name and recipe (``None`` without a staged recipe)."""
     import yaml
 
     argv = list(argv)
@@ -89,7 +95,7 @@ def resolve_stage(argv: list[str]) -> list[str]:
     if stages is None:
         if stage is not None:
             raise SystemExit(f"snn-ext: --stage {stage} needs a recipe with a 'stages:' section, e.g. -c {RECIPE}")
-        return argv
+        return argv, None
     if stage is None:
         stage = next(iter(stages))
         print(f"snn-ext: {path}: stage '{stage}' (stages: {', '.join(stages)}; pick one with --stage)", file=sys.stderr)
@@ -98,7 +104,92 @@ def resolve_stage(argv: list[str]) -> list[str]:
     i = found[0]
     merged = yaml.safe_dump(_merge(config, stages[stage] or {}), sort_keys=False)
     argv[i : i + (1 if argv[i].startswith("--config=") else 2)] = ["--config", merged]
-    return argv
+    return argv, (stage, path)
+
+
+def _pop_flag(argv: list[str], flag: str) -> bool:
+    """Remove every ``flag`` from ``argv`` (in place); whether there was one."""
+    found = flag in argv
+    argv[:] = [arg for arg in argv if arg != flag]
+    return found
+
+
+_SPECIAL_CKPT = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+
+
+def _checkpoint_dirs(trainer: Any) -> list[Path]:
+    """The folders of the Trainer's ``ModelCheckpoint`` callbacks that name one (``dirpath``)."""
+    return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+
+
+def _check_writable(folder: Path) -> None:
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"snn-ext: error: cannot write checkpoints to {folder} ({existing} is not writable)")
+
+
+def _start_over(dirs: list[Path], overwrite: bool) -> None:
+    """Before a new run: the checkpoint folders are writable and hold no earlier run's checkpoints (deleted with
+    ``overwrite``, otherwise refused with the ways on)."""
+    for folder in dirs:
+        _check_writable(folder)
+        old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+        if old and not overwrite:
+            raise SystemExit(
+                f"snn-ext: error: {folder} holds the checkpoints of an earlier run ({', '.join(p.name for p in old)}); "
+                "this run would replace them. Resume that run with --ckpt_path last, start over with --overwrite "
+                "(deletes them), or give this run its own folder (--trainer.default_root_dir and the "
+                "ModelCheckpoint's dirpath)"
+            )
+        for path in old:
+            path.unlink()
+        if old:
+            print(f"snn-ext: --overwrite: deleted {len(old)} checkpoint(s) of an earlier run in {folder}",
+                  file=sys.stderr)  # fmt: skip
+
+
+def _refuse_fit(name: str, recipe: Path) -> None:
+    raise SystemExit(
+        f"snn-ext: error: stage '{name}' keeps no checkpoint (no ModelCheckpoint with a dirpath), so `fit` would "
+        f"train and keep nothing; it is an evaluation stage: snn-ext test -c {recipe} --stage {name}"
+    )
+
+
+def _check_ckpt_path(argv: list[str]) -> None:
+    """Open the file of ``--ckpt_path`` in ``argv`` (if any), so a missing or damaged one fails naming its path."""
+    from snn_ext.lightning.converted import read_checkpoint
+
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--ckpt_path" and i + 1 < len(argv) else None
+        if arg.startswith("--ckpt_path="):
+            value = arg.split("=", 1)[1]
+        if value is not None and value not in _SPECIAL_CKPT:
+            try:
+                read_checkpoint(value, "--ckpt_path", weights_only=False)
+            except (OSError, ValueError) as err:
+                raise SystemExit(f"snn-ext: error: {err}") from err
+
+
+def _last_checkpoint(subcommand: str, dirs: list[Path], name: str, recipe: Path) -> Path | None:
+    """The ``last.ckpt`` that ``validate``/``test``/``predict`` of a training stage evaluates (``None`` for an
+    evaluation stage, which has no checkpoint folder: the model as built is what it evaluates)."""
+    from snn_ext.lightning.converted import read_checkpoint
+
+    if not dirs:
+        return None
+    last = dirs[0] / "last.ckpt"
+    if not last.is_file():
+        raise SystemExit(
+            f"snn-ext: error: stage '{name}' has no checkpoint in {dirs[0]} to evaluate; train it first "
+            f"(snn-ext fit -c {recipe} --stage {name}) or pass --ckpt_path"
+        )
+    try:
+        read_checkpoint(last, weights_only=False)
+    except ValueError as err:
+        raise SystemExit(f"snn-ext: error: {err}") from err
+    print(f"snn-ext: {subcommand} stage '{name}' with its last checkpoint {last} (--ckpt_path picks another)",
+          file=sys.stderr)  # fmt: skip
+    return last
 
 
 def _reasons(error: Exception) -> str:
@@ -115,6 +206,11 @@ def _lightning_cli(argv: list[str]) -> None:
     require("jsonargparse", "lightning")
     from lightning.pytorch.cli import LightningCLI
 
+    argv = list(argv)
+    overwrite = _pop_flag(argv, "--overwrite")
+    _check_ckpt_path(argv)  # LightningCLI reads it while parsing: a damaged file fails here, naming it
+    argv, stage = _resolve(argv)
+
     class RecipeCLI(LightningCLI):
         def instantiate_classes(self) -> None:
             """Build model, data and trainer; a bad value (e.g. an unknown plugin name) stops here, before the
@@ -124,6 +220,26 @@ def _lightning_cli(argv: list[str]) -> None:
             except (ValueError, TypeError, LookupError, OSError) as err:
                 raise SystemExit(f"snn-ext: error: the configuration cannot be built: {_reasons(err)}") from err
 
+        def _ckpt_path(self) -> str | None:
+            return self.config_init[self.subcommand].get("ckpt_path")
+
+        def before_fit(self) -> None:
+            """Refuse a stage that keeps no checkpoint, and to replace an earlier run's checkpoints."""
+            dirs = _checkpoint_dirs(self.trainer)
+            if stage is not None and not dirs:
+                _refuse_fit(*stage)
+            if self._ckpt_path() is None:  # with one, Lightning resumes that run and continues its checkpoints
+                _start_over(dirs, overwrite)
+
+        def before_validate(self) -> None:
+            """Evaluate a training stage from its checkpoint: ``--ckpt_path``, else the stage's ``last.ckpt``."""
+            if self._ckpt_path() is None and stage is not None:
+                last = _last_checkpoint(self.subcommand, _checkpoint_dirs(self.trainer), *stage)
+                if last is not None:
+                    self.config_init[self.subcommand]["ckpt_path"] = str(last)
+
+        before_test = before_predict = before_validate
+
     # We pass the resolved arguments ourselves; Lightning warns when sys.argv holds arguments as well.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     RecipeCLI(
@@ -131,7 +247,7 @@ def _lightning_cli(argv: list[str]) -> None:
         subclass_mode_data=True,
         auto_configure_optimizers=False,  # the modules take `optimizer`/`scheduler`: one way to set them
         save_config_kwargs={"overwrite": True},  # resuming a stage rewrites its config.yaml
-        args=resolve_stage(argv),
+        args=argv,
     )
 
 
@@ -153,6 +269,7 @@ def _quickstart_parser() -> argparse.ArgumentParser:
     q.add_argument("--scaling-factor", type=float, default=d.scaling_factor, help="percentile conversion scale")
     q.add_argument("--sweep", type=int, nargs="+", default=list(d.sweep), help="T values of the accuracy-vs-T plot")
     q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress, help="progress bars")
+    q.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --output")
     return q
 
 
@@ -161,11 +278,12 @@ def _quickstart(argv: list[str]) -> None:
 
     parser = _quickstart_parser()
     args = parser.parse_args(argv)
-    for name in ("ann_epochs", "finetune_epochs", "hybrid_epochs"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    options = vars(args) | {"sweep": tuple(args.sweep)}
-    quickstart.quickstart(quickstart.QuickstartConfig(**options))
+    try:  # every option and the output folder, before anything trains
+        cfg = quickstart.QuickstartConfig(**vars(args))
+        quickstart.check_output(cfg.output, cfg.overwrite)
+    except ValueError as err:
+        parser.error(str(err))
+    quickstart.quickstart(cfg)
 
 
 _USAGE = f"""usage: snn-ext {{quickstart,{",".join(SUBCOMMANDS)}}} ...

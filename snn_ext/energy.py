@@ -256,11 +256,42 @@ def _batches(data: Iterable | torch.Tensor, max_batches: int | None) -> Iterator
         yield x, y
 
 
+def _timesteps_of(model: nn.Module, timesteps: int | None) -> int:
+    """``timesteps``, else ``model.timesteps``, else 1 for a model without spiking neurons; never a guess."""
+    if timesteps is None:
+        timesteps = getattr(model, "timesteps", None)
+    if timesteps is None:
+        spiking = next((m for m in model.modules() if _is_spiking_neuron(m)), None)
+        if spiking is not None:
+            raise ValueError(
+                f"timesteps= is needed: {type(model).__name__} has spiking neurons ({type(spiking).__name__}) but no "
+                "`timesteps` attribute, and the ANN reference (its MACs divided by T) depends on T"
+            )
+        timesteps = 1  # an ANN: one pass
+    check_num_steps(timesteps, 1, "timesteps")
+    return timesteps
+
+
+def _is_spiking_neuron(module: nn.Module) -> bool:
+    """An snnTorch or SpikingJelly neuron (snn-ext's included), told by class name so neither is imported."""
+    return any(cls.__name__ in ("SpikingNeuron", "BaseNode") for cls in type(module).__mro__)
+
+
 def _correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
+    """Correct predictions for labels ``[B]`` (class indices) or ``[B, classes]`` (one-hot)."""
     if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
         raise ValueError(
             f"model(x) must return logits [B, classes] to score labels [B]; got logits of shape {tuple(logits.shape)} "
-            f"for {labels.shape[0]} labels"
+            f"for labels of shape {tuple(labels.shape)}"
+        )
+    if labels.shape == logits.shape:
+        if not bool(((labels == 0) | (labels == 1)).all() & (labels.sum(1) == 1).all()):
+            raise ValueError("labels [B, classes] must be one-hot (a single 1 per row)")
+        labels = labels.argmax(1)
+    elif labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be class indices [B] (an integer tensor) or one-hot [B, classes], got a {labels.dtype} "
+            f"tensor of shape {tuple(labels.shape)} for logits {tuple(logits.shape)}"
         )
     return int((logits.argmax(1) == labels.to(logits.device)).sum().item())
 
@@ -290,10 +321,11 @@ def report(
     Args:
         model: images ``[B, ...]`` -> logits ``[B, classes]`` (an SNN or an ANN).
         data: images: one tensor ``[B, ...]``, or an iterable of batches (a DataLoader, a list), each a
-            tensor ``[B, ...]`` or an ``(x, y, ...)`` tuple with labels ``y [B]`` (then ``accuracy`` is
-            reported). Wrap a single ``(x, y)`` pair in a list.
-        timesteps: ``T``; default ``model.timesteps``, else 1 (an ANN). Pass it for a model that runs
-            ``T`` steps but has no ``timesteps`` attribute: the ANN's MACs are the counted dense MACs / ``T``.
+            tensor ``[B, ...]`` or an ``(x, y, ...)`` tuple with labels ``y`` (then ``accuracy`` is reported):
+            class indices ``[B]`` or one-hot ``[B, classes]``. Wrap a single ``(x, y)`` pair in a list.
+        timesteps: ``T``; default ``model.timesteps``, else 1 for a model without spiking neurons (an ANN).
+            Required for a model with spiking neurons but no ``timesteps`` attribute (the ANN's MACs are the
+            counted dense MACs / ``T``, so a wrong ``T`` would misstate the reduction).
         table: energy per operation in pJ.
         max_batches: use at most this many batches of ``data``.
 
@@ -301,13 +333,12 @@ def report(
         An :class:`EnergyReport`: per-layer rows and totals per image (pJ, MACs, SOPs, spikes per neuron).
 
     Raises:
-        ValueError: ``timesteps`` or ``max_batches`` not an integer >= 1; empty ``data``; a model without
-            Conv/Linear layers; labels given but ``model(x)`` does not return ``[B, classes]``.
+        ValueError: ``timesteps`` or ``max_batches`` not an integer >= 1, or missing for an SNN without a
+            ``timesteps`` attribute; empty ``data``; a model without Conv/Linear layers; labels neither class
+            indices nor one-hot, or ``model(x)`` not ``[B, classes]``.
         TypeError: ``data``, its batches or ``table`` of the wrong type.
     """
-    if timesteps is None:
-        timesteps = getattr(model, "timesteps", 1)
-    check_num_steps(timesteps, 1, "timesteps")
+    timesteps = _timesteps_of(model, timesteps)
     if max_batches is not None:
         check_num_steps(max_batches, 1, "max_batches")
     if not isinstance(table, EnergyTable):

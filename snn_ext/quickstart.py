@@ -27,7 +27,7 @@ from torch import nn
 
 from snn_ext.conversion.spiking_model import TARGETS, check_target
 
-__all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "quickstart", "train_digits_ann"]
+__all__ = ["FRAMEWORKS", "QuickstartConfig", "Row", "check_output", "quickstart", "train_digits_ann"]
 
 FRAMEWORKS = TARGETS
 
@@ -158,6 +158,36 @@ class QuickstartConfig:
     scaling_factor: float = 0.5
     sweep: tuple[int, ...] = (1, 2, 3, 4, 5, 8)
     progress: bool = True
+    overwrite: bool = False
+    """Replace the files of an earlier run in ``output`` (otherwise a non-empty ``output`` is refused)."""
+
+    def __post_init__(self) -> None:
+        """Check every option now, before anything trains (the messages name the ``snn-ext quickstart`` flags)."""
+        check_target(self.framework, "framework")
+        for name in ("ann_epochs", "finetune_epochs", "hybrid_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if isinstance(self.scaling_factor, bool) or not isinstance(self.scaling_factor, (int, float)):
+            raise ValueError(f"--scaling-factor must be a number > 0, got {self.scaling_factor!r}")
+        if not 0 < self.scaling_factor < float("inf"):
+            raise ValueError(f"--scaling-factor must be a number > 0, got {self.scaling_factor!r}")
+        sweep = tuple(self.sweep)
+        if not sweep or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in sweep):
+            raise ValueError(f"--sweep takes time-step counts, integers >= 1, got {list(sweep)!r}")
+        self.sweep = sweep
+        self.output = Path(self.output)
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds files already, unless ``overwrite`` (no earlier result is lost)."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a folder")
+    if not overwrite and output.is_dir() and any(output.iterdir()):
+        raise ValueError(
+            f"--output {output} holds files of an earlier run (results.json, plots, logs); pass another --output, "
+            "or --overwrite to replace them"
+        )
 
 
 def train_digits_ann(data: Any, epochs: int, output: Path | None = None, progress: bool = False) -> nn.Module:
@@ -220,7 +250,7 @@ def quickstart(cfg: QuickstartConfig) -> list[Row]:
 
     from snn_ext.lightning import DigitsDataModule, SingleSpikeMLP, SNNModule
 
-    check_target(cfg.framework, "framework")
+    check_output(cfg.output, cfg.overwrite)
     cfg.output.mkdir(parents=True, exist_ok=True)
     _quiet_lightning()
     start = time.perf_counter()

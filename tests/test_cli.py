@@ -28,7 +28,7 @@ def test_bad_options_exit_with_usage(capsys):
         main(["quickstart", "--framework", "brian2"])
     with pytest.raises(SystemExit):
         main(["quickstart", "--ann-epochs", "0"])
-    assert "must be >= 1" in capsys.readouterr().err
+    assert "--ann-epochs must be an integer >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])

@@ -11,11 +11,12 @@ smallest threshold (0.5 here) guarantee for ``beta = 0.5``.
 import copy
 import io
 import warnings
+from functools import partial
 
 import pytest
 import snntorch as snn
 import torch
-import torch._dynamo
+from compile_checks import assert_compiled_equals_eager, breaks, spikes_and_loss
 from snntorch import surrogate
 from snntorch.functional import quant
 
@@ -54,11 +55,6 @@ def fresh_warnings(monkeypatch):
     monkeypatch.setattr(kernels._warn, "_issued", set())
 
 
-def _breaks(fn, *args) -> int:
-    torch._dynamo.reset()
-    return torch._dynamo.explain(fn)(*args).graph_break_count
-
-
 NEURONS = {  # native: snnTorch's defaults (its reset_delay=False path reads a tensor in a Python `if`: a graph break)
     "snn.Leaky": lambda **kw: snn.Leaky(**kw),
     "DietLeaky": lambda **kw: DietLeaky(**kw),
@@ -70,7 +66,7 @@ NEURONS = {  # native: snnTorch's defaults (its reset_delay=False path reads a t
 @pytest.mark.parametrize("name", list(NEURONS))
 def test_single_step_has_no_graph_break(name, init_hidden):
     neuron = NEURONS[name](beta=0.5, init_hidden=init_hidden)
-    assert _breaks(neuron, torch.rand(3, 4)) == 0
+    assert breaks(neuron, torch.rand(3, 4)) == 0
 
 
 @pytest.mark.parametrize("backend", kernels.BACKENDS[:-1])  # Triton needs CUDA (or its interpreter)
@@ -78,16 +74,14 @@ def test_single_step_has_no_graph_break(name, init_hidden):
 def test_whole_sequence_has_no_graph_break_on_every_backend(cls, backend):
     neuron = cls(beta=0.5, threshold=torch.full((2, 1, 1), 0.75))
     with kernels.use_backend(backend):
-        assert _breaks(neuron.forward_sequence, torch.rand(T, 3, 2, 4, 4)) == 0
+        assert breaks(neuron.forward_sequence, torch.rand(T, 3, 2, 4, 4)) == 0
 
 
-def _training_step(neuron, x_seq: torch.Tensor, whole: bool) -> torch.Tensor:
+def _training_step(neuron, x_seq: torch.Tensor, whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if whole:
         neuron.reset_mem()
-        spikes = neuron.forward_sequence(x_seq)[0]
-    else:
-        spikes = _steps(neuron, x_seq)[0]
-    return spikes, (spikes * torch.linspace(-1, 1, spikes.numel()).view_as(spikes)).sum()
+        return spikes_and_loss(neuron.forward_sequence(x_seq)[0])
+    return spikes_and_loss(_steps(neuron, x_seq)[0])
 
 
 @pytest.mark.parametrize(
@@ -98,19 +92,8 @@ def test_fullgraph_training_step_equals_eager(name, whole):
     """``torch.compile(fullgraph=True)`` of forward and backward (snnTorch's own test compiles Leaky fullgraph)."""
     make = (lambda **kw: SingleSpikeLeaky(**kw)) if name == "STDB" else NEURONS[name]
     eager, compiled = make(beta=0.5, threshold=0.75), make(beta=0.5, threshold=0.75)
-    x_seq = _dyadic(T, 3, 2, 4)
-    x1, x2 = x_seq.clone().requires_grad_(), x_seq.clone().requires_grad_()
-    spikes, loss = _training_step(eager, x1, whole)
-    loss.backward()
-    torch._dynamo.reset()
-    step = torch.compile(lambda x: _training_step(compiled, x, whole), fullgraph=True, backend="aot_eager")
-    c_spikes, c_loss = step(x2)
-    c_loss.backward()
-    assert spikes.sum() > 0
-    assert torch.equal(spikes, c_spikes)
-    torch.testing.assert_close(x1.grad, x2.grad)
-    for p, q in zip(eager.parameters(), compiled.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad)
+    step = partial(_training_step, whole=whole)
+    assert_compiled_equals_eager(step, eager, compiled, _dyadic(T, 3, 2, 4))
 
 
 def test_inductor_compiles_a_whole_sequence_and_reads_no_value_on_the_host():
@@ -128,14 +111,9 @@ def test_inductor_compiles_a_whole_sequence_and_reads_no_value_on_the_host():
 def test_fire_once_single_steps_with_stdb_break_once_per_step_and_stay_exact():
     """STDB's backward reads the spike times after the sequence: per-step graphs cannot hold that tape."""
     x_seq = _dyadic(T, 3, 4, high=40)
-    assert _breaks(lambda x: _steps(SingleSpikeLeaky(beta=0.5), x), x_seq) > 0
-    eager, compiled = SingleSpikeLeaky(beta=0.5), SingleSpikeLeaky(beta=0.5)
-    x1, x2 = x_seq.clone().requires_grad_(), x_seq.clone().requires_grad_()
-    _training_step(eager, x1, False)[1].backward()
-    torch._dynamo.reset()
-    torch.compile(lambda x: _training_step(compiled, x, False)[1], backend="aot_eager")(x2).backward()
-    torch.testing.assert_close(x1.grad, x2.grad)
-    torch.testing.assert_close(eager.beta.grad, compiled.beta.grad)
+    assert breaks(lambda x: _steps(SingleSpikeLeaky(beta=0.5), x), x_seq) > 0
+    step = partial(_training_step, whole=False)
+    assert_compiled_equals_eager(step, SingleSpikeLeaky(beta=0.5), SingleSpikeLeaky(beta=0.5), x_seq, fullgraph=False)
 
 
 @pytest.mark.parametrize(

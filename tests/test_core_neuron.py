@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn_ext.core import Box, Triangle, clamp_leak_, diet_lif_multistep, diet_lif_step, heaviside
+from snn_ext.core import Box, Triangle, clamp_leak_, clamp_threshold_, diet_lif_multistep, diet_lif_step, heaviside
 
 
 def test_hand_computed_dynamics_per_channel_threshold():
@@ -118,10 +118,15 @@ def test_gradients_reach_leak_threshold_and_weights_in_conv_net():
         assert p.grad.abs().sum() > 0
 
 
-def test_clamp_leak_tensor_has_no_lower_bound():
+def test_clamp_leak_and_threshold_keep_both_in_range_and_count():
     leak = nn.Parameter(torch.tensor([1.3, 0.7, -0.2]))
-    clamp_leak_(leak)
-    assert leak.tolist() == pytest.approx([1.0, 0.7, -0.2])
+    assert clamp_leak_(leak) == 2
+    assert leak.tolist() == pytest.approx([1.0, 0.7, 0.0])
+    threshold = nn.Parameter(torch.tensor([0.5, -4.9, 0.0]))
+    assert clamp_threshold_(threshold, 1e-3) == 2
+    assert threshold.tolist() == pytest.approx([0.5, 1e-3, 1e-3])
+    with pytest.raises(ValueError, match="min_threshold must be > 0"):
+        clamp_threshold_(threshold, 0.0)
 
 
 def test_clamp_leak_rejects_other_types():

@@ -102,7 +102,7 @@ def convert(
         snn_ext.PluginNotFoundError: unknown method.
     """
     converter: ConversionMethod = PLUGINS.converter.create(method, "core", **options)
-    return converter.convert(
+    model = converter.convert(
         ann,
         calibration_data,
         timesteps,
@@ -114,3 +114,5 @@ def convert(
         readout=readout,
         kappa=kappa,
     )
+    model.method = method
+    return model

@@ -47,7 +47,7 @@ SUPPORTED = (
     "MaxPool1d/2d, Flatten, Dropout/Dropout1d/Dropout2d (mask fixed across time steps), Identity, "
     "BatchNorm directly after a conv/linear layer (folded); "
     "functions: torch.flatten, + / torch.add (residual connections); "
-    "tensor methods: flatten, view, reshape, size"
+    "tensor methods: flatten, view, reshape, size; x.shape and its items"
 )
 
 
@@ -160,6 +160,22 @@ def _replace_dropouts_and_identities(gm: fx.GraphModule) -> None:
             setattr(gm.get_submodule(parent) if parent else gm, name, dropout)
 
 
+def _is_shape(node: fx.Node) -> bool:
+    """A size, not a tensor: ``x.shape``, ``x.size()``, their items and products (``x.shape[1] * x.shape[2]``), as in
+    ``x.view(x.shape[0], -1)``."""
+    if node.op == "call_method":
+        return node.target == "size"
+    if node.op != "call_function":
+        return False
+    if node.target is getattr:
+        return len(node.args) == 2 and node.args[1] == "shape"
+    if node.target is operator.getitem:
+        return isinstance(node.args[0], fx.Node) and _is_shape(node.args[0])
+    if node.target in (operator.mul, operator.floordiv):
+        return all(isinstance(a, int) or isinstance(a, fx.Node) and _is_shape(a) for a in node.args)
+    return False
+
+
 def _check_supported(gm: fx.GraphModule) -> None:
     modules = dict(gm.named_modules())
     allowed = _SYNAPTIC + ACTIVATIONS + _TRANSPARENT_MODULES
@@ -174,7 +190,7 @@ def _check_supported(gm: fx.GraphModule) -> None:
             if node.target in called:
                 raise TypeError(f"layer {node.target!r} is called more than once; give each call its own module")
             called.add(node.target)
-        elif node.op == "call_function" and node.target not in _TRANSPARENT_FUNCTIONS + _ADD:
+        elif node.op == "call_function" and node.target not in _TRANSPARENT_FUNCTIONS + _ADD and not _is_shape(node):
             raise TypeError(f"operation {node.name!r} ({node.target}) is not supported. Supported {SUPPORTED}")
         elif node.op == "call_method" and node.target not in (*_TRANSPARENT_METHODS, "size"):
             raise TypeError(f"tensor method {node.target!r} in {node.name!r} is not supported. Supported {SUPPORTED}")

@@ -72,11 +72,19 @@ class Batches:
         self.data, self.max_batches, self.progress = data, max_batches, progress
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        count = 0
+        count, shape = 0, None
         for batch in tqdm(self.data, desc="calibration", disable=not self.progress, leave=False):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"calibration batches must be tensors or (x, y) tuples, got {type(x).__name__}")
+            shape = x.shape[1:] if shape is None else shape
+            if x.dim() == 0 or x.shape[1:] != shape:
+                raise ValueError(
+                    f"calibration batch {count} has shape {tuple(x.shape)}, but the first batch holds images of shape "
+                    f"{tuple(shape)}: every batch holds images of the same shape"
+                )
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ValueError(f"calibration batch {count} holds NaN or inf; calibrate on finite images")
             yield x
             count += 1
             if count == self.max_batches:
@@ -216,6 +224,7 @@ class ConversionMethod:
         with _dtype_of(ann):
             prepared = prepare(ann)
             batches = Batches(calibration_data, max_batches, progress)
+            _check_fits(prepared, batches)
             scales = self.scales(prepared, batches, timesteps, encode, neuron=neuron)
             output_threshold = None
             if readout == "spike_time":
@@ -224,6 +233,25 @@ class ConversionMethod:
             return build_spiking_model(
                 prepared, scales, timesteps, target, encode, neuron, output_threshold, kappa, site_dims=dims
             )
+
+
+def _check_fits(prepared: PreparedANN, batches: Batches) -> None:
+    """Run the ANN on the first calibration batch: a batch it cannot take fails here, in the user's terms (later
+    the SNN merges time into the batch, and torch's error would count T as images or channels)."""
+    x = next(iter(Batches(batches.data, 1)))
+    try:
+        with torch.no_grad():
+            out = prepared.graph(x.to(_device(prepared.graph)))
+    except Exception as err:  # any error of the user's model on this input
+        raise ValueError(
+            f"the ANN cannot run on the calibration batches (shape {tuple(x.shape)}): {type(err).__name__}: {err}. "
+            "Pass training images [B, ...] shaped as the ANN's input"
+        ) from err
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"the ANN returns a {type(out).__name__}, not a tensor of logits [B, classes]; convert a model whose "
+            "forward returns one tensor (wrap it to pick the output)"
+        )
 
 
 def _per_channel(scale: LayerScale) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import torch
@@ -275,10 +276,17 @@ class SpikingModel(nn.Module):
         kappa: weight of one step of output spike time against one unit of membrane (``None`` for ``"mean"``).
         graph: the ``torch.fx.GraphModule`` with the neurons.
         output_neuron: the fire-once :class:`TimeBatchedNeuron` of the spike-time read-out, else ``None``.
+        method: the converter that made it (``"percentile"``, ...), ``None`` when unknown (a
+            :func:`~snn_ext.conversion.skeleton`, which takes the method of the ``state_dict`` loaded into it).
         micro_batch: images run through the graph at once (each for all ``T`` steps); ``None`` (default) runs the
             whole batch. Activations take memory in proportion to ``T * micro_batch`` instead of ``T * B``, so
             large ``T`` evaluates in bounded memory; the logits are the same (each image's computation does not
             depend on the others), only the number of passes changes. Assignable.
+
+    What the model is (``timesteps``, ``encoder``, ``target``, ``neuron``, ``readout``, ``kappa``, ``method``) is
+    saved with its ``state_dict`` (the ``_extra_state`` key), and loading refuses a ``state_dict`` of a model that
+    differs in any of them, naming both values: the weights of a T=4 DIET SNN do not silently run at T=5 or with
+    fire-once neurons. Change ``timesteps`` after loading to evaluate at another ``T`` on purpose.
     """
 
     def __init__(
@@ -291,8 +299,10 @@ class SpikingModel(nn.Module):
         output_neuron: TimeBatchedNeuron | None = None,
         kappa: float = 1.0,
         micro_batch: int | None = None,
+        method: str | None = None,
     ) -> None:
         super().__init__()
+        self.method = method
         _check_choice(neuron, NEURONS, "neuron")
         self.graph = graph
         self.encoder = resolve_encoder(encoder)
@@ -331,6 +341,40 @@ class SpikingModel(nn.Module):
         for module in self.modules():
             if isinstance(module, (TimeBatchedNeuron, SequenceDropout)):
                 module.timesteps = value
+
+    def description(self) -> dict[str, object]:
+        """What this model is, as saved with its ``state_dict`` and checked when one is loaded."""
+        encoder = next((name for name, fn in ENCODERS.items() if fn is self.encoder), None)
+        return {
+            "timesteps": self.timesteps,
+            "encoder": encoder or getattr(self.encoder, "__qualname__", type(self.encoder).__name__),
+            "target": self.target,
+            "neuron": self.neuron,
+            "readout": self.readout,
+            "kappa": self.kappa,
+            "method": self.method,
+        }
+
+    def get_extra_state(self) -> torch.Tensor:
+        """:meth:`description` as UTF-8 JSON bytes in a ``uint8`` tensor, so every ``state_dict`` value stays a tensor
+        (``safetensors`` and code that copies every value keep working)."""
+        return torch.tensor(list(json.dumps(self.description()).encode()), dtype=torch.uint8)
+
+    def set_extra_state(self, state: object) -> None:
+        """Check a loaded description against this model's (a model of unknown ``method`` takes the stored one)."""
+        try:
+            state = json.loads(bytes(state.tolist()).decode())
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ValueError("the state_dict's _extra_state is not a SpikingModel's description") from err
+        mine = self.description()
+        if self.method is None:
+            self.method = mine["method"] = state.get("method")
+        for key, stored in state.items():
+            if key in mine and stored is not None and stored != mine[key]:
+                raise ValueError(
+                    f"the state_dict is of an SNN with {key}={stored!r} but this model has {key}={mine[key]!r}; "
+                    f"build the model with {key}={stored!r} to load it"
+                )
 
     def neurons(self) -> list[nn.Module]:
         """The framework neurons, in graph order (the spike-time read-out's output neuron last)."""

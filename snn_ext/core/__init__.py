@@ -9,7 +9,14 @@ from snn_ext.core.checks import (
     check_threshold,
     validate_values,
 )
-from snn_ext.core.neuron import SequenceOutput, SpikeFn, clamp_leak_, diet_lif_multistep, diet_lif_step
+from snn_ext.core.neuron import (
+    SequenceOutput,
+    SpikeFn,
+    clamp_leak_,
+    clamp_threshold_,
+    diet_lif_multistep,
+    diet_lif_step,
+)
 from snn_ext.core.surrogate import Box, Surrogate, Triangle, heaviside
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "check_sequence",
     "check_threshold",
     "clamp_leak_",
+    "clamp_threshold_",
     "diet_lif_multistep",
     "diet_lif_step",
     "heaviside",

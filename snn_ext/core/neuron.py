@@ -39,12 +39,14 @@ from snn_ext.core.checks import channel_view, check_current, check_leak, check_s
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
 
 __all__ = [
+    "MIN_THRESHOLD",
     "SequenceOutput",
     "SingleSpikeSequence",
     "SingleSpikeState",
     "SpikeFn",
     "StateQuant",
     "clamp_leak_",
+    "clamp_threshold_",
     "diet_lif_multistep",
     "diet_lif_step",
     "single_spike_lif_multistep",
@@ -301,23 +303,58 @@ def single_spike_lif_multistep(
     return SingleSpikeSequence(torch.stack(spikes), torch.stack(potentials), state)
 
 
-def clamp_leak_(target: torch.Tensor | nn.Module, max_leak: float = 1.0) -> None:
-    """Keep leaks at or below ``max_leak`` in place (DIET-SNN: ``leak <- min(leak, 1)``), no lower bound.
+MIN_THRESHOLD = 1e-4
+"""Default floor of :func:`clamp_threshold_`: thresholds stay positive (the potential is divided by them)."""
 
-    Call it after every optimizer step, as the DIET-SNN training loop does.
+
+def _count_clamp_(t: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
+    """Clamp ``t`` into ``[low, high]`` in place; the number of values that were outside (0-d int64)."""
+    with torch.no_grad():
+        outside = (t < low).sum() if high is None else ((t < low) | (t > high)).sum()
+        t.clamp_(min=low, max=high)
+    return outside
+
+
+def _each_neuron(target: torch.Tensor | nn.Module, method: str, bound: float) -> torch.Tensor:
+    """Call ``method(bound)`` of every submodule that defines it (the snn-ext neurons); the counts' sum."""
+    if not isinstance(target, nn.Module):
+        raise TypeError(f"target must be a tensor or an nn.Module, got {type(target).__name__}")
+    counts = [getattr(m, method)(bound) for m in target.modules() if callable(getattr(type(m), method, None))]
+    return sum(counts, torch.zeros((), dtype=torch.int64, device=counts[0].device if counts else None))
+
+
+def clamp_leak_(target: torch.Tensor | nn.Module, max_leak: float = 1.0) -> torch.Tensor:
+    """Keep leaks in ``[0, max_leak]`` in place (DIET-SNN: ``leak <- min(leak, 1)``; and never below 0).
+
+    Call it after every optimizer step, as the DIET-SNN training loop does (its official code clamps the upper
+    bound only; a leak below 0 would flip the sign of the potential at every step).
 
     Args:
         target: a leak tensor/Parameter, or a module: every submodule that defines a
             ``clamp_leak_(max_leak)`` method (all snn-ext neurons of both frameworks) is clamped.
         max_leak: upper bound, 1.0 in DIET-SNN.
+
+    Returns:
+        The number of values that were out of range (a 0-d int64 tensor; reading it on the host is a sync).
     """
     if isinstance(target, torch.Tensor):
-        with torch.no_grad():
-            target.clamp_(max=max_leak)
-        return
-    if not isinstance(target, nn.Module):
-        raise TypeError(f"target must be a tensor or an nn.Module, got {type(target).__name__}")
-    for module in target.modules():
-        method = getattr(type(module), "clamp_leak_", None)
-        if callable(method):
-            module.clamp_leak_(max_leak)
+        return _count_clamp_(target, 0.0, max_leak)
+    return _each_neuron(target, "clamp_leak_", max_leak)
+
+
+def clamp_threshold_(target: torch.Tensor | nn.Module, min_threshold: float = MIN_THRESHOLD) -> torch.Tensor:
+    """Keep thresholds at or above ``min_threshold`` (> 0) in place; call it after every optimizer step.
+
+    Args:
+        target: a threshold tensor/Parameter, or a module: every submodule that defines a
+            ``clamp_threshold_(min_threshold)`` method (all snn-ext neurons of both frameworks) is clamped.
+        min_threshold: the floor, in the potential's unit.
+
+    Returns:
+        The number of values that were below the floor (a 0-d int64 tensor).
+    """
+    if not min_threshold > 0:
+        raise ValueError(f"min_threshold must be > 0 (thresholds divide the potential), got {min_threshold!r}")
+    if isinstance(target, torch.Tensor):
+        return _count_clamp_(target, min_threshold, None)
+    return _each_neuron(target, "clamp_threshold_", min_threshold)

@@ -23,17 +23,45 @@ from snn_ext.conversion.spiking_model import check_neuron_options, check_target,
 from snn_ext.core.checks import check_num_steps
 from snn_ext.registry import PLUGINS
 
-__all__ = ["ConvertedSNN", "load_ann_weights"]
+__all__ = ["ConvertedSNN", "load_ann_weights", "read_checkpoint"]
 
 
-def _existing(checkpoint: str | Path) -> Path:
+_ANN_HINT = (
+    " Train the ANN first (recipes: `snn-ext fit -c <recipe.yaml> --stage ann` writes it there) or point "
+    "--model.init_args.net.init_args.checkpoint to your checkpoint."
+)
+
+
+def read_checkpoint(
+    checkpoint: str | Path, what: str = "checkpoint", hint: str = "", weights_only: bool = True
+) -> dict[str, Any]:
+    """Open a checkpoint file (a Lightning checkpoint or a ``state_dict``) and return its contents.
+
+    Args:
+        checkpoint: the file.
+        what: what it is, for the messages (``"ANN checkpoint"``).
+        hint: appended to the "not found" message (how to make the file).
+        weights_only: as in ``torch.load`` (Lightning checkpoints of a whole run need ``False``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, truncated or not a checkpoint; the message names the path and the cause.
+    """
     path = Path(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"ANN checkpoint {path} not found. Train the ANN first (recipes: `snn-ext fit -c <recipe.yaml> "
-            "--stage ann` writes it there) or point --model.init_args.net.init_args.checkpoint to your checkpoint."
-        )
-    return path
+        raise FileNotFoundError(f"{what} {path} not found.{hint}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} {path} is an empty file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # torch.load raises many kinds for a damaged file
+        raise ValueError(
+            f"{what} {path} cannot be read ({type(err).__name__}: {err}); it is damaged (truncated?) or not a "
+            "checkpoint written by torch.save or Lightning"
+        ) from err
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+        raise ValueError(f"{what} {path} holds a {type(state).__name__}, not a state_dict or a Lightning checkpoint")
+    return state
 
 
 def load_ann_weights(ann: nn.Module, checkpoint: str | Path) -> None:
@@ -41,11 +69,11 @@ def load_ann_weights(ann: nn.Module, checkpoint: str | Path) -> None:
     (``state_dict`` with ``net.`` prefixes) or a plain ``state_dict`` of ``ann``.
 
     Raises:
-        FileNotFoundError: no such file (the message says how the recipes make it).
+        FileNotFoundError, ValueError: as :func:`read_checkpoint`.
         RuntimeError: the weights do not fit ``ann`` (missing / unexpected / mis-shaped keys).
     """
-    path = _existing(checkpoint)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(checkpoint)
+    state = read_checkpoint(path, "ANN checkpoint", _ANN_HINT)
     if "state_dict" in state:
         state = {key.removeprefix("net."): value for key, value in state["state_dict"].items()}
     try:
@@ -106,7 +134,7 @@ class ConvertedSNN(nn.Module):
             accepted = ", ".join(inspect.signature(PLUGINS.converter.get(method, "core")).parameters)
             raise TypeError(f"options {options} do not fit converter {method!r}: {err}; accepted: {accepted}") from err
         if checkpoint is not None:
-            _existing(checkpoint)  # fail now, before a Trainer creates log folders
+            read_checkpoint(checkpoint, "ANN checkpoint", _ANN_HINT)  # fail now, before a Trainer writes anything
         self.__dict__["ann"] = ann  # not a submodule: its weights are neither trained nor checkpointed
         self.checkpoint, self.method, self.target, self.encoder = checkpoint, method, target, encoder
         self.neuron, self.readout, self.kappa = neuron, readout, kappa
@@ -144,6 +172,7 @@ class ConvertedSNN(nn.Module):
         if not batches:
             raise ValueError("the calibration data (the DataModule's training set) is empty")
         self.snn = self.converter.convert(self.ann.to(device), batches, **self._snn_arguments())
+        self.snn.method = self.method
 
     def _snn_arguments(self) -> dict[str, Any]:
         """The SNN's options as ``convert`` and :func:`~snn_ext.conversion.skeleton` take them."""
@@ -171,3 +200,4 @@ def _build_before_loading(module: ConvertedSNN, state_dict: dict[str, Any], pref
     values, see :func:`snn_ext.conversion.skeleton`) for the SNN's keys to load into."""
     if not module.built and any(key.startswith(f"{prefix}snn.") for key in state_dict):
         module.snn = skeleton(module.ann, **module._snn_arguments()).train(module.training)
+        module.snn.method = module.method  # so that a checkpoint of another method is refused too

@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from snn_ext.core import clamp_leak_
+from snn_ext.core import clamp_leak_, clamp_threshold_
+from snn_ext.core.neuron import MIN_THRESHOLD
 from snn_ext.lightning.converted import ConvertedSNN
 
 __all__ = ["ANNModule", "SNNModule"]
@@ -56,7 +57,29 @@ class _Classifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):  # one value read per step (the progress bar reads the loss anyway)
+            raise FloatingPointError(
+                f"the training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}); stopping before it reaches the weights and the checkpoints. Lower the learning rate "
+                "or check the inputs (snn_ext.validate_values() names the first layer that receives NaN or inf)"
+            )
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then stop with an error naming the parameter if the step made one non-finite."""
+        super().optimizer_step(*args, **kwargs)
+        self._after_step()
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        if parameters and not bool(torch.stack([p.isfinite().all() for p in parameters]).all()):
+            bad = [name for name, p in self.named_parameters() if not p.isfinite().all()]
+            raise FloatingPointError(
+                f"the optimizer step at step {self.global_step} (epoch {self.current_epoch}) made {', '.join(bad)} "
+                "NaN or inf; stopping before a checkpoint holds them. Lower the learning rate"
+            )
+
+    def _after_step(self) -> None:
+        """What the module does to its parameters after every optimizer step, before they are checked."""
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -93,8 +116,11 @@ class ANNModule(_Classifier):
 class SNNModule(_Classifier):
     """Fine-tunes an SNN by backpropagation through time (surrogate gradients), as DIET-SNN does.
 
-    Cross-entropy on the SNN's logits; after every optimizer step every leak in ``net`` is clamped to at
-    most ``max_leak`` (:func:`snn_ext.core.clamp_leak_`). Weights, leaks and thresholds are all trained.
+    Cross-entropy on the SNN's logits; after every optimizer step every leak in ``net`` is clamped into
+    ``[0, max_leak]`` (:func:`snn_ext.core.clamp_leak_`) and every threshold to at least ``min_threshold``
+    (:func:`snn_ext.core.clamp_threshold_`); the number of clamped values is logged as ``train/clamped`` per
+    epoch. Weights, leaks and thresholds are all trained. A non-finite loss or parameter stops training with a
+    ``FloatingPointError`` naming the step (and the parameter), so no checkpoint holds NaN.
     Dropout layers converted from the ANN draw one mask per sample and keep it for all ``T`` steps
     (:class:`~snn_ext.conversion.SequenceDropout`).
 
@@ -107,7 +133,8 @@ class SNNModule(_Classifier):
         optimizer: ``parameters -> Optimizer``; default DIET-SNN's ``Adam(lr=1e-4, amsgrad=True)``.
         scheduler: ``optimizer -> LRScheduler`` (stepped every epoch); default none.
         timesteps: if given, sets ``net.timesteps`` (the net must have that attribute).
-        max_leak: upper bound of the leaks after each step.
+        max_leak: upper bound of the leaks after each step (the lower bound is 0).
+        min_threshold: lower bound of the thresholds after each step (> 0; in the potential's unit).
 
     ``net`` is put in training mode (``snn_ext.convert`` returns it in eval mode when the ANN was).
     """
@@ -119,8 +146,14 @@ class SNNModule(_Classifier):
         scheduler: SchedulerFactory | None = None,
         timesteps: int | None = None,
         max_leak: float = 1.0,
+        min_threshold: float = MIN_THRESHOLD,
     ) -> None:
         super().__init__(net, optimizer or partial(torch.optim.Adam, lr=1e-4, amsgrad=True), scheduler)
+        if not min_threshold > 0:
+            raise ValueError(f"min_threshold must be > 0, got {min_threshold!r}")
+        if not 0 < max_leak <= 1:
+            raise ValueError(f"max_leak must lie in (0, 1], got {max_leak!r}")
+        self._clamped = torch.zeros((), dtype=torch.int64)
         if timesteps is not None:
             if not hasattr(net, "timesteps"):
                 raise TypeError(f"timesteps={timesteps} given but {type(net).__name__} has no 'timesteps' attribute")
@@ -142,7 +175,11 @@ class SNNModule(_Classifier):
             self.net.build(calibration, self.trainer.strategy.root_device)
             self.net.train(self.training)
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Step, then clamp every leak to ``max_leak`` (before any callback, e.g. a checkpoint, sees the weights)."""
-        super().optimizer_step(*args, **kwargs)
-        clamp_leak_(self.net, self.hparams.max_leak)
+    def _after_step(self) -> None:
+        """Clamp leaks and thresholds (before any callback, e.g. a checkpoint, sees the weights) and count."""
+        clamped = clamp_leak_(self.net, self.hparams.max_leak) + clamp_threshold_(self.net, self.hparams.min_threshold)
+        self._clamped = self._clamped.to(clamped.device) + clamped
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/clamped", self._clamped.float(), reduce_fx="sum", sync_dist=True)
+        self._clamped = torch.zeros_like(self._clamped)

@@ -10,11 +10,13 @@ from snn_ext._assign import assign_checked, refuse_keyword
 from snn_ext._format import format_param
 from snn_ext.core.checks import broadcast_view, check_leak, check_threshold
 from snn_ext.core.neuron import (
+    MIN_THRESHOLD,
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
     StateQuant,
     clamp_leak_,
+    clamp_threshold_,
     diet_lif_step,
     single_spike_lif_step,
 )
@@ -205,9 +207,13 @@ class DietLeaky(snntorch.Leaky):
         self.mem = out.final
         return self._outputs(out.spikes, out.potentials)
 
-    def clamp_leak_(self, max_leak: float = 1.0) -> None:
-        """Clamp ``beta`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""
-        clamp_leak_(self.beta, max_leak)
+    def clamp_leak_(self, max_leak: float = 1.0) -> torch.Tensor:
+        """Clamp ``beta`` into ``[0, max_leak]`` in place (DIET-SNN, after each optimizer step); the count changed."""
+        return clamp_leak_(self.beta, max_leak)
+
+    def clamp_threshold_(self, min_threshold: float = MIN_THRESHOLD) -> torch.Tensor:
+        """Keep ``threshold`` >= ``min_threshold`` in place (after each optimizer step); the count changed."""
+        return clamp_threshold_(self.threshold, min_threshold)
 
     def extra_repr(self) -> str:
         return (
@@ -216,12 +222,25 @@ class DietLeaky(snntorch.Leaky):
         )
 
 
+def _same_tensor_data(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` is ``b``, or a view of the same elements (``b.detach()``); compares metadata only, no values."""
+    if a is b:
+        return True
+    return (
+        a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.storage_offset() == b.storage_offset()
+        and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    )
+
+
 class SingleSpikeLeaky(DietLeaky):
     """Fire-once DIET LIF neuron for snnTorch (single-spike hybrid encoding, Datta et al. 2021).
 
     The dynamics of :class:`DietLeaky`, except that a neuron that has fired stays silent until the state
     is reset (``snn_ext.snntorch.reset``, ``snntorch.utils.reset``, ``reset_mem()`` or passing a new
-    ``mem``), so it fires at most once per sequence. The default ``spike_grad`` is
+    ``mem``), so it fires at most once per sequence. Passing back the returned ``mem`` detached
+    (``mem.detach()``, snnTorch's truncated-BPTT idiom) continues the same sequence. The default ``spike_grad`` is
     :class:`~snn_ext.core.surrogate.STDB` (``alpha * exp(-beta * |t - t_spike|)``); any snnTorch
     surrogate also works (it then sees the normalized potential).
 
@@ -240,10 +259,11 @@ class SingleSpikeLeaky(DietLeaky):
         return super().reset_mem()
 
     def _state(self, start: torch.Tensor | None) -> SingleSpikeState | None:
-        """Continue the running sequence when ``start`` is its potential; else begin a new one."""
+        """Continue the running sequence when ``start`` is its potential, or that potential detached
+        (``mem.detach()``, truncated BPTT: the same storage); else begin a new one."""
         if start is None:
             return None
-        if self._sequence is not None and start is self._sequence.u:
+        if self._sequence is not None and _same_tensor_data(start, self._sequence.u):
             return self._sequence
         return SingleSpikeState(start, SpikeTimeRecord(start), 0)
 

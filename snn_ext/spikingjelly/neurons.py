@@ -11,10 +11,12 @@ from snn_ext._assign import assign_checked, refuse_keyword
 from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_sequence, check_threshold
 from snn_ext.core.neuron import (
+    MIN_THRESHOLD,
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
     clamp_leak_,
+    clamp_threshold_,
     diet_lif_step,
     single_spike_lif_step,
 )
@@ -149,9 +151,13 @@ class DietLIFNode(BaseNode):
         )
         return (out.spikes,), (out.final,)
 
-    def clamp_leak_(self, max_leak: float = 1.0) -> None:
-        """Clamp ``leak`` to at most ``max_leak`` in place (DIET-SNN, after each optimizer step)."""
-        clamp_leak_(self.leak, max_leak)
+    def clamp_leak_(self, max_leak: float = 1.0) -> torch.Tensor:
+        """Clamp ``leak`` into ``[0, max_leak]`` in place (DIET-SNN, after each optimizer step); the count changed."""
+        return clamp_leak_(self.leak, max_leak)
+
+    def clamp_threshold_(self, min_threshold: float = MIN_THRESHOLD) -> torch.Tensor:
+        """Keep ``v_threshold`` >= ``min_threshold`` in place (after each optimizer step); the count changed."""
+        return clamp_threshold_(self.v_threshold, min_threshold)
 
     def extra_repr(self) -> str:
         return (
