@@ -14,16 +14,25 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["PLUGINS", "PluginNotFoundError", "__version__", "convert", "create", "list_plugins", "validate_values"]
+__all__ = [
+    "PLUGINS",
+    "PluginNotFoundError",
+    "__version__",
+    "convert",
+    "create",
+    "list_plugins",
+    "to_framework",
+    "validate_values",
+]
 
 
 def __getattr__(name: str):
-    # `snn_ext.convert` and `snn_ext.validate_values` are imported on first use, so `import snn_ext` stays light
+    # `snn_ext.convert`, `to_framework` and `validate_values` are imported on first use, so `import snn_ext` stays light
     # (no torch, no framework).
-    if name == "convert":
-        from snn_ext.conversion import convert
+    if name in ("convert", "to_framework"):
+        from snn_ext import conversion
 
-        return convert
+        return getattr(conversion, name)
     if name == "validate_values":
         from snn_ext.core.checks import validate_values
 

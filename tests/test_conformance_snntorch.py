@@ -111,7 +111,8 @@ def test_inductor_compiles_a_whole_sequence_and_reads_no_value_on_the_host():
 def test_fire_once_single_steps_with_stdb_break_once_per_step_and_stay_exact():
     """STDB's backward reads the spike times after the sequence: per-step graphs cannot hold that tape."""
     x_seq = _dyadic(T, 3, 4, high=40)
-    assert breaks(lambda x: _steps(SingleSpikeLeaky(beta=0.5), x), x_seq) > 0
+    neuron = SingleSpikeLeaky(beta=0.5)
+    assert breaks(lambda x: _steps(neuron, x), x_seq) > 0
     step = partial(_training_step, whole=False)
     assert_compiled_equals_eager(step, SingleSpikeLeaky(beta=0.5), SingleSpikeLeaky(beta=0.5), x_seq, fullgraph=False)
 

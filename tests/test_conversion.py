@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conversion_nets import SmallCNN
+from conversion_nets import Residual, SmallCNN
 from spikingjelly.activation_based import ann2snn, functional
 from torch import nn
 
@@ -16,23 +16,6 @@ from snn_ext.core.energy import OpCounter
 from snn_ext.snntorch import DietLeaky
 from snn_ext.spikingjelly import DietLIFNode
 from snn_ext.spikingjelly.recipes import DistributionAwareRecipe, MaxRecipe, PercentileRecipe
-
-
-class Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv0, self.act0 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
-        self.conv1, self.act1 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
-        self.conv2, self.act2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-        with torch.no_grad():
-            for layer in (self.conv0, self.conv1, self.conv2):
-                layer.weight.mul_(2)
-
-    def forward(self, x):
-        h = self.act0(self.conv0(x))
-        return self.head(self.act2(self.conv2(self.act1(self.conv1(h))) + h))
 
 
 @pytest.fixture(scope="module")

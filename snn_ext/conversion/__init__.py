@@ -30,7 +30,7 @@ from snn_ext.conversion.methods import (
     QCFSConversion,
     skeleton,
 )
-from snn_ext.conversion.spiking_model import NEURONS, READOUTS, SequenceDropout, SpikingModel
+from snn_ext.conversion.spiking_model import NEURONS, READOUTS, SequenceDropout, SpikingModel, to_framework
 from snn_ext.registry import PLUGINS
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SpikingModel",
     "convert",
     "skeleton",
+    "to_framework",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ __all__ = [
     "check_target",
     "check_timesteps",
     "make_neuron",
+    "to_framework",
 ]
 
 TARGETS = ("snntorch", "spikingjelly")
@@ -52,23 +54,76 @@ class TimeBatchedNeuron(nn.Module):
     step ``[B, C, ...]``), so it is part of the ``state_dict`` (and of checkpoints). Per-channel thresholds have
     each framework's shape: ``[C]`` in SpikingJelly, snnTorch's broadcasting shape ``[C, 1, ..., 1]`` in
     snnTorch. Loading a ``state_dict`` with per-channel values into per-layer ``[]`` ones (a
-    :func:`~snn_ext.conversion.skeleton` of a per-channel conversion) gives them the stored shape.
+    :func:`~snn_ext.conversion.skeleton` of a per-channel conversion) gives them the stored shape, and a
+    ``state_dict`` of the other framework's neuron is translated (its keys, shapes and snnTorch's extra
+    buffers), so a checkpoint trained with one target loads into the other's model.
+    ``step_dims``: the number of dimensions of the layer's steps (4 for ``[B, C, H, W]``), known once the layer
+    was converted or has run (``None`` before); snnTorch's per-channel shape needs it.
     """
 
     initial_fraction: torch.Tensor
 
-    def __init__(self, neuron: nn.Module, timesteps: int, initial_fraction: float | torch.Tensor = 0.0) -> None:
+    def __init__(
+        self,
+        neuron: nn.Module,
+        timesteps: int,
+        initial_fraction: float | torch.Tensor = 0.0,
+        step_dims: int | None = None,
+    ) -> None:
         super().__init__()
         self.neuron = neuron
         self.timesteps = timesteps
+        self.step_dims = step_dims
         self.register_buffer("initial_fraction", torch.as_tensor(initial_fraction, dtype=torch.get_default_dtype()))
 
+    @property
+    def target(self) -> str:
+        """``"snntorch"`` or ``"spikingjelly"``: the framework of :attr:`neuron`."""
+        return "snntorch" if hasattr(self.neuron, "forward_sequence") else "spikingjelly"
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self._translate_face(state_dict, prefix + "neuron.")
         adopt_channel_shapes(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def _translate_face(self, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
+        """Rename (and reshape) a ``state_dict`` of the other framework's neuron to this one's, in place."""
+        mine, other = _FACE_KEYS[self.target], _FACE_KEYS["spikingjelly" if self.target == "snntorch" else "snntorch"]
+        if prefix + other[1] not in state_dict or prefix + mine[1] in state_dict:
+            return
+        for theirs, ours in zip(other, mine, strict=True):
+            state_dict[prefix + ours] = self.face_shape(state_dict.pop(prefix + theirs), getattr(self.neuron, ours))
+        for name in _SNNTORCH_BUFFERS:
+            if self.target == "snntorch":
+                state_dict[prefix + name] = getattr(self.neuron, name).detach().clone()
+            else:
+                state_dict.pop(prefix + name, None)
+
+    def face_shape(self, value: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """A leak or threshold of either framework in the shape this neuron's framework gives it (``current``:
+        the neuron's own parameter): ``[C]`` for SpikingJelly, ``[C, 1, ..., 1]`` for snnTorch."""
+        if value.dim() == 0:
+            return value
+        if any(size != 1 for size in value.shape[1:]):
+            raise ValueError(
+                f"a per-neuron parameter of shape {tuple(value.shape)} has no per-channel equivalent in "
+                f"{self.target}'s face (per layer [] or per channel [C] there)"
+            )
+        channels = value.shape[0]
+        if self.target == "spikingjelly":
+            return value.reshape(channels)
+        if current.numel() == channels and current.dim() >= 1:
+            return value.reshape(current.shape)
+        if self.step_dims is None:
+            raise ValueError(
+                "a per-channel parameter for snnTorch needs the layer's number of dimensions, not known yet: load "
+                "into a model that was converted (ConvertedSNN converts before it loads) or has run once"
+            )
+        return value.reshape(channels, *([1] * (self.step_dims - 2)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
+        self.step_dims = x_seq.dim() - 1
         if hasattr(self.neuron, "forward_sequence"):  # snnTorch face
             # A new potential tensor also starts a new fire-once sequence (fresh record, step 0).
             threshold = broadcast_view(self.neuron.threshold, x_seq.shape[1:], "threshold")
@@ -110,6 +165,12 @@ class TimeBatchedNeuron(nn.Module):
 
     def extra_repr(self) -> str:
         return f"timesteps={self.timesteps}, initial_fraction={format_param(self.initial_fraction)}"
+
+
+_FACE_KEYS = {"snntorch": ("beta", "threshold"), "spikingjelly": ("leak", "v_threshold")}
+"""Each framework's names of a neuron's leak and threshold."""
+_SNNTORCH_BUFFERS = ("graded_spikes_factor", "reset_mechanism_val")
+"""Buffers an snnTorch neuron carries that SpikingJelly's has no counterpart of (fixed for DIET neurons)."""
 
 
 def adopt_channel_shapes(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
@@ -192,7 +253,61 @@ def make_neuron(
 
         cls = SingleSpikeLIFNode if neuron == "single_spike" else DietLIFNode
         module = cls(leak=1.0, v_threshold=threshold, step_mode="m")
-    return TimeBatchedNeuron(module, timesteps, initial_fraction)
+    return TimeBatchedNeuron(module, timesteps, initial_fraction, step_dims)
+
+
+def _neuron_class(target: str, fire_once: bool) -> type[nn.Module]:
+    if target == "snntorch":
+        from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
+
+        return SingleSpikeLeaky if fire_once else DietLeaky
+    from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode
+
+    return SingleSpikeLIFNode if fire_once else DietLIFNode
+
+
+def _in_framework(layer: TimeBatchedNeuron, target: str) -> nn.Module:
+    """The neuron of ``layer`` as ``target``'s neuron: same kind, surrogate, values, dtype, device, trainability."""
+    old = layer.neuron
+    fire_once = type(old).__name__.startswith("SingleSpike")
+    surrogate = old.spike_grad if layer.target == "snntorch" else old.surrogate_function
+    values = [getattr(old, name) for name in _FACE_KEYS[layer.target]]
+    if target == "snntorch":
+        new = _neuron_class(target, fire_once)(beta=1.0, threshold=1.0, spike_grad=surrogate, init_hidden=True)
+    else:
+        new = _neuron_class(target, fire_once)(leak=1.0, v_threshold=1.0, surrogate_function=surrogate, step_mode="m")
+    new.to(device=values[0].device)
+    shaper = TimeBatchedNeuron(new, layer.timesteps, step_dims=layer.step_dims)
+    for name, value in zip(_FACE_KEYS[target], values, strict=True):
+        shaped = shaper.face_shape(value.detach().clone(), getattr(new, name))
+        setattr(new, name, nn.Parameter(shaped, requires_grad=value.requires_grad))
+    return new.train(old.training)
+
+
+def to_framework(model: SpikingModel, target: str) -> SpikingModel:
+    """A copy of ``model`` whose neurons are ``target``'s (``"snntorch"`` or ``"spikingjelly"``); ``model`` is
+    not changed.
+
+    Every neuron keeps its kind (DIET or fire-once), surrogate, leak and threshold (values, dtype, device and
+    ``requires_grad``; per-channel values take the framework's shape: ``[C, 1, ..., 1]`` in snnTorch, ``[C]`` in
+    SpikingJelly) and its initial potential, so the copy computes the same logits and gradients. To move a
+    checkpoint instead, load it into the other target's model: ``load_state_dict`` translates the neurons' keys.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`SpikingModel`.
+        ValueError: an unknown ``target``; a per-neuron parameter (the SpikingJelly face has none); a per-channel
+            threshold for snnTorch in a layer whose shape is not known yet (run the model once first).
+    """
+    if not isinstance(model, SpikingModel):
+        raise TypeError(f"to_framework takes a SpikingModel (what snn_ext.convert returns), got {type(model).__name__}")
+    check_target(target)
+    result = copy.deepcopy(model)
+    if result.target != target:
+        for layer in result.modules():
+            if isinstance(layer, TimeBatchedNeuron):
+                layer.neuron = _in_framework(layer, target)
+        result.target = target
+    return result
 
 
 def check_target(target: str, name: str = "target") -> None:
@@ -285,8 +400,9 @@ class SpikingModel(nn.Module):
 
     What the model is (``timesteps``, ``encoder``, ``target``, ``neuron``, ``readout``, ``kappa``, ``method``) is
     saved with its ``state_dict`` (the ``_extra_state`` key), and loading refuses a ``state_dict`` of a model that
-    differs in any of them, naming both values: the weights of a T=4 DIET SNN do not silently run at T=5 or with
-    fire-once neurons. Change ``timesteps`` after loading to evaluate at another ``T`` on purpose.
+    differs in any of them but the target, naming both values: the weights of a T=4 DIET SNN do not silently run
+    at T=5 or with fire-once neurons. Change ``timesteps`` after loading to evaluate at another ``T`` on purpose.
+    A ``state_dict`` of the other target loads (the neurons translate it); :func:`to_framework` converts a model.
     """
 
     def __init__(
@@ -369,8 +485,8 @@ class SpikingModel(nn.Module):
         mine = self.description()
         if self.method is None:
             self.method = mine["method"] = state.get("method")
-        for key, stored in state.items():
-            if key in mine and stored is not None and stored != mine[key]:
+        for key, stored in state.items():  # the target is not compared: the neurons translate the other's keys
+            if key in mine and key != "target" and stored is not None and stored != mine[key]:
                 raise ValueError(
                     f"the state_dict is of an SNN with {key}={stored!r} but this model has {key}={mine[key]!r}; "
                     f"build the model with {key}={stored!r} to load it"

@@ -40,15 +40,20 @@ from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
 
 __all__ = [
     "MIN_THRESHOLD",
+    "DietSTDBSequence",
+    "DietSTDBState",
     "SequenceOutput",
     "SingleSpikeSequence",
     "SingleSpikeState",
     "SpikeFn",
     "StateQuant",
+    "check_since_last",
     "clamp_leak_",
     "clamp_threshold_",
     "diet_lif_multistep",
     "diet_lif_step",
+    "diet_stdb_multistep",
+    "diet_stdb_step",
     "single_spike_lif_multistep",
     "single_spike_lif_step",
 ]
@@ -89,6 +94,15 @@ def _prepare(
         shape = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
         raise ValueError(f"u (membrane potential) must be None or a tensor of shape {tuple(x.shape)}, got {shape}")
     return u, leak_b, thr_b
+
+
+def _refuse_stdb(spike_fn: object) -> None:
+    if isinstance(spike_fn, STDB):
+        raise TypeError(
+            "STDB needs the neurons' spike times: DIET neurons train with it through diet_stdb_step / "
+            "diet_stdb_multistep (the faces do this for STDB(time='since_last')), fire-once ones through "
+            "single_spike_lif_step / single_spike_lif_multistep"
+        )
 
 
 def _integrate(x: torch.Tensor, u: torch.Tensor, leak: torch.Tensor, state_quant: StateQuant | None) -> torch.Tensor:
@@ -135,6 +149,7 @@ def diet_lif_step(
         ``(spike, u)``: spikes in ``{0, 1}`` and the potential after the soft reset, both shaped like ``x``.
     """
     check_current(x, "x")
+    _refuse_stdb(spike_fn)
     u, leak_b, thr_b = _prepare(x, u, leak, threshold)
     return _step(x, u, leak_b, thr_b, spike_fn or _DIET_TRIANGLE, state_quant)
 
@@ -158,6 +173,7 @@ def diet_lif_multistep(
         :class:`SequenceOutput` ``(spikes, potentials, final)``.
     """
     check_sequence(x_seq, "x_seq")
+    _refuse_stdb(spike_fn)
     u, leak_b, thr_b = _prepare(x_seq[0], u, leak, threshold)
     spike_fn = spike_fn or _DIET_TRIANGLE
     spikes, potentials = [], []
@@ -301,6 +317,108 @@ def single_spike_lif_multistep(
         for i, (z, may_fire) in enumerate(zip(zs, masks, strict=True))
     ]
     return SingleSpikeSequence(torch.stack(spikes), torch.stack(potentials), state)
+
+
+class DietSTDBState(NamedTuple):
+    """State of a layer of multi-spike DIET neurons trained with ``STDB(time="since_last")``, between steps."""
+
+    u: torch.Tensor
+    """``[B, ...]`` membrane potential."""
+    last_spike: torch.Tensor
+    """``[B, ...]`` step of each neuron's latest spike (``STDB.NEVER`` before its first)."""
+    step: int
+    """Index of the next step (0 at the start of a sequence)."""
+
+
+class DietSTDBSequence(NamedTuple):
+    """Result of :func:`diet_stdb_multistep`."""
+
+    spikes: torch.Tensor
+    """``[T, B, ...]`` spikes."""
+    potentials: torch.Tensor
+    """``[T, B, ...]`` membrane potential after each step's reset."""
+    state: DietSTDBState
+    """State after the last step, to carry into the next call."""
+
+
+def check_since_last(stdb: STDB) -> None:
+    """Raise ``ValueError`` unless ``stdb`` is ``STDB(time="since_last")``, the rule multi-spike DIET neurons take."""
+    if not isinstance(stdb, STDB) or stdb.time != "since_last":
+        raise ValueError(
+            f"multi-spike DIET neurons train with STDB(time='since_last') (the official rule: time since each "
+            f"neuron's latest earlier spike), got {stdb!r}; STDB(time='spike') reads a fire-once neuron's only spike"
+        )
+
+
+def _diet_stdb_step(
+    x: torch.Tensor, state: DietSTDBState, leak: torch.Tensor, threshold: torch.Tensor, stdb: STDB, quant
+) -> tuple[torch.Tensor, DietSTDBState]:
+    t = state.step
+    u = _integrate(x, state.u, leak, quant)
+    z = u / threshold - 1.0
+    fired = heaviside(z)
+    # The official code's order: the pseudo-derivative uses the spikes before this step (a causal rule, so the
+    # gradient is known now: Heaviside values, STDB's gradient, no tape).
+    spike = fired + (z - z.detach()) * stdb.since(t, state.last_spike).to(z.dtype)
+    last_spike = torch.where(fired > 0, float(t), state.last_spike)
+    return spike, DietSTDBState(u - threshold * fired, last_spike, t + 1)
+
+
+def _start_diet_stdb(x: torch.Tensor, state: DietSTDBState | None, leak, threshold, stdb: STDB):
+    check_since_last(stdb)
+    u, leak_b, thr_b = _prepare(x, None if state is None else state.u, leak, threshold)
+    if state is None:
+        state = DietSTDBState(u, torch.full_like(u, STDB.NEVER), 0)
+    elif not isinstance(state, DietSTDBState) or state.last_spike.shape != x.shape:
+        raise ValueError(f"state must be None or a DietSTDBState of steps shaped {tuple(x.shape)}")
+    return state, leak_b, thr_b
+
+
+def diet_stdb_step(
+    x: torch.Tensor,
+    state: DietSTDBState | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    stdb: STDB,
+    state_quant: StateQuant | None = None,
+) -> tuple[torch.Tensor, DietSTDBState]:
+    """One step of DIET LIF neurons (they may fire every step) with the official STDB surrogate.
+
+    The dynamics of :func:`diet_lif_step`; the spikes' pseudo-derivative on ``z`` at step ``t`` is
+    ``alpha * exp(-beta * (t - t_last))`` with ``t_last`` the neuron's latest spike *before* ``t``
+    (``STDB.NEVER = -1000`` before its first), as ``nitin-rathi/hybrid-snn-conversion`` computes it.
+
+    Args:
+        x: input current ``[B, ...]``.
+        state: the previous step's state; ``None`` starts a sequence (``u = 0``, no spike yet).
+        leak, threshold, state_quant: as in :func:`diet_lif_step`.
+        stdb: ``STDB(time="since_last")``.
+
+    Returns:
+        ``(spike, state)``.
+    """
+    check_current(x, "x")
+    state, leak_b, thr_b = _start_diet_stdb(x, state, leak, threshold, stdb)
+    return _diet_stdb_step(x, state, leak_b, thr_b, stdb, state_quant)
+
+
+def diet_stdb_multistep(
+    x_seq: torch.Tensor,
+    state: DietSTDBState | None,
+    leak: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    stdb: STDB,
+    state_quant: StateQuant | None = None,
+) -> DietSTDBSequence:
+    """:func:`diet_stdb_step` over a sequence ``[T, B, ...]`` (equal to a loop of it)."""
+    check_sequence(x_seq, "x_seq")
+    state, leak_b, thr_b = _start_diet_stdb(x_seq[0], state, leak, threshold, stdb)
+    spikes, potentials = [], []
+    for x in x_seq:
+        spike, state = _diet_stdb_step(x, state, leak_b, thr_b, stdb, state_quant)
+        spikes.append(spike)
+        potentials.append(state.u)
+    return DietSTDBSequence(torch.stack(spikes), torch.stack(potentials), state)
 
 
 MIN_THRESHOLD = 1e-4

@@ -169,7 +169,9 @@ class STDB(nn.Module):
     until the first spike). For a neuron that fires at most once, that rule gives no spike gradient before the
     spike, so a silent neuron could never learn to fire; the single-spike paper's own variant (Datta, Kundu &
     Beerel 2021) is not public. ``time="since_last"`` gives the official rule exactly (on the spike that the
-    record holds: a fire-once neuron's only spike). Defaults are the DIET-SNN code's.
+    record holds: a fire-once neuron's only spike). Multi-spike DIET neurons (``DietLeaky``, ``DietLIFNode``) take
+    ``time="since_last"`` only, with each neuron's latest earlier spike (:func:`snn_ext.core.neuron.diet_stdb_step`),
+    as the official code trains them. Defaults are the DIET-SNN code's.
 
     Args:
         alpha: gradient at the spike time, > 0 (0.3).
@@ -193,10 +195,14 @@ class STDB(nn.Module):
     def derivative(self, t: int, record: SpikeTimeRecord) -> torch.Tensor:
         """``[B, ...]`` pseudo-derivative at step ``t`` given the layer's spike times."""
         if self.time == "since_last":
-            t_last = torch.where(record.times < t, record.times, self.NEVER)
-            return self.alpha * torch.exp(-self.beta * (t - t_last))
+            return self.since(t, torch.where(record.times < t, record.times, self.NEVER))
         t_spike = torch.where(torch.isinf(record.times), float(record.steps), record.times)
         return self.alpha * torch.exp(-self.beta * (t - t_spike).abs())
+
+    def since(self, t: int, last_spike: torch.Tensor) -> torch.Tensor:
+        """The official rule at step ``t``: ``alpha * exp(-beta * (t - last_spike))``, with ``last_spike`` each
+        neuron's latest spike before ``t`` (:attr:`NEVER` before the first), as multi-spike DIET neurons use it."""
+        return self.alpha * torch.exp(-self.beta * (t - last_spike))
 
     def primitive(self, z: torch.Tensor, t: int, record: SpikeTimeRecord) -> torch.Tensor:
         """``derivative * z``: the pseudo-derivative does not depend on ``z``."""

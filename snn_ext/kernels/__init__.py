@@ -70,6 +70,7 @@ __all__ = [
     "diet_lif_multistep",
     "single_spike_lif_multistep",
     "use_backend",
+    "warn_no_kernel_for_diet_stdb",
 ]
 
 BACKENDS = ("auto", "reference", "cpu_fused", "cpu_compiled", "triton")
@@ -232,6 +233,15 @@ def _fused_inputs(
         warn_once(f"snn_ext.kernels: {problem}; running the reference implementation (same results, slower)", 3)
         return None
     return ops, x_seq.to(dtype), None if u is None else u.to(dtype)
+
+
+def warn_no_kernel_for_diet_stdb() -> None:
+    """Multi-spike DIET neurons with ``STDB(time="since_last")`` run the reference: say so once (the faces call it)."""
+    warn_once(
+        "snn_ext.kernels: no fused kernel for DIET neurons with STDB(time='since_last'); running the reference "
+        "implementation (same results, slower)",
+        3,
+    )
 
 
 def diet_lif_multistep(

@@ -11,13 +11,17 @@ from snn_ext._format import format_param
 from snn_ext.core.checks import broadcast_view, check_leak, check_threshold
 from snn_ext.core.neuron import (
     MIN_THRESHOLD,
+    DietSTDBState,
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
     StateQuant,
+    check_since_last,
     clamp_leak_,
     clamp_threshold_,
     diet_lif_step,
+    diet_stdb_multistep,
+    diet_stdb_step,
     single_spike_lif_step,
 )
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
@@ -58,7 +62,9 @@ class DietLeaky(snntorch.Leaky):
         threshold: firing threshold > 0.
         spike_grad: surrogate applied to the *normalized* potential ``z = mem / threshold - 1``;
             default DIET's triangle ``0.3 * max(0, 1 - |z|)``. Any snnTorch surrogate
-            (``snntorch.surrogate.atan()``, ``fast_sigmoid()``, ...) also works.
+            (``snntorch.surrogate.atan()``, ``fast_sigmoid()``, ...) also works, and
+            ``STDB(time="since_last")`` (the official STDB rule; the neuron then also keeps each neuron's latest
+            spike time, reset with ``mem``; whole sequences run the reference).
         surrogate_disable: spikes without a surrogate gradient (the Heaviside step), as in snnTorch.
         init_hidden: keep ``mem`` inside the module, so it can sit in ``nn.Sequential``; then the
             call returns ``spk`` only, unless ``output=True``.
@@ -80,6 +86,8 @@ class DietLeaky(snntorch.Leaky):
     """
 
     _reset_state: torch.Tensor | None = None
+    _stdb: DietSTDBState | None = None
+    _fires_once = False
 
     def __init__(
         self,
@@ -113,6 +121,8 @@ class DietLeaky(snntorch.Leaky):
             raise TypeError(f"state_quant must be False or a function of the potential, got {state_quant!r}")
         if surrogate_disable:
             spike_grad = heaviside
+        if isinstance(spike_grad, STDB) and not self._fires_once:
+            check_since_last(spike_grad)
         super().__init__(
             beta=check_leak(beta, "beta", any_shape=True),
             threshold=check_threshold(threshold, "threshold", any_shape=True),
@@ -150,8 +160,17 @@ class DietLeaky(snntorch.Leaky):
 
     def reset_mem(self) -> torch.Tensor:
         """Zero the potential (snnTorch's reset) and return it; passed back as ``mem``, it starts any input shape."""
+        self._stdb = None
         self._reset_state = super().reset_mem()
         return self._reset_state
+
+    def _stdb_state(self, start: torch.Tensor | None) -> DietSTDBState | None:
+        """With STDB: continue the running sequence when ``start`` is its potential (or it detached)."""
+        if start is None:
+            return None
+        if self._stdb is not None and _same_tensor_data(start, self._stdb.u):
+            return self._stdb
+        return DietSTDBState(start, torch.full_like(start, STDB.NEVER), 0)
 
     def _initial_mem(self, mem: torch.Tensor | None, step_shape: torch.Size) -> torch.Tensor | None:
         if self.init_hidden and mem is not None:
@@ -184,7 +203,12 @@ class DietLeaky(snntorch.Leaky):
             ``(spk, mem)``, or ``spk`` alone when ``init_hidden=True`` and ``output=False``.
         """
         start = self._initial_mem(mem, input_.shape)
-        spk, self.mem = diet_lif_step(input_, start, *self._params(input_.shape), self.spike_grad, self._quant)
+        if isinstance(self.spike_grad, STDB):
+            state = self._stdb_state(start)
+            spk, self._stdb = diet_stdb_step(input_, state, *self._params(input_.shape), self.spike_grad, self._quant)
+            self.mem = self._stdb.u
+        else:
+            spk, self.mem = diet_lif_step(input_, start, *self._params(input_.shape), self.spike_grad, self._quant)
         return self._outputs(spk, self.mem)
 
     def forward_sequence(self, input_seq: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
@@ -203,6 +227,12 @@ class DietLeaky(snntorch.Leaky):
         """
         step = input_seq.shape[1:]
         start = self._initial_mem(mem, step)
+        if isinstance(self.spike_grad, STDB):
+            kernels.warn_no_kernel_for_diet_stdb()
+            state = self._stdb_state(start)
+            out = diet_stdb_multistep(input_seq, state, *self._params(step), self.spike_grad, self._quant)
+            self._stdb, self.mem = out.state, out.state.u
+            return self._outputs(out.spikes, out.potentials)
         out = kernels.diet_lif_multistep(input_seq, start, *self._params(step), self.spike_grad, self._quant)
         self.mem = out.final
         return self._outputs(out.spikes, out.potentials)
@@ -248,6 +278,7 @@ class SingleSpikeLeaky(DietLeaky):
     """
 
     _sequence: SingleSpikeState | None = None
+    _fires_once = True
 
     @staticmethod
     def _default_spike_grad() -> SingleSpikeSurrogate:

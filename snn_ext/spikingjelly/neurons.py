@@ -12,12 +12,16 @@ from snn_ext._format import format_param
 from snn_ext.core.checks import check_leak, check_sequence, check_threshold
 from snn_ext.core.neuron import (
     MIN_THRESHOLD,
+    DietSTDBState,
     SingleSpikeState,
     SingleSpikeSurrogate,
     SpikeFn,
+    check_since_last,
     clamp_leak_,
     clamp_threshold_,
     diet_lif_step,
+    diet_stdb_multistep,
+    diet_stdb_step,
     single_spike_lif_step,
 )
 from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle
@@ -69,7 +73,9 @@ class DietLIFNode(BaseNode):
         v_threshold: firing threshold > 0.
         surrogate_function: applied to the normalized potential ``z = v / v_threshold - 1``;
             default DIET's triangle ``0.3 * max(0, 1 - |z|)``. SpikingJelly surrogates
-            (``surrogate.ATan()``, ...) also work.
+            (``surrogate.ATan()``, ...) also work, and ``STDB(time="since_last")`` (the official STDB rule; the
+            node then also keeps the memories ``last_spike``, each neuron's latest spike step, and ``step``;
+            whole sequences run the reference).
         step_mode: ``'s'`` (input ``[N, ...]``, a 0-d tensor is one neuron) or ``'m'`` (input ``[T, N, ...]``).
         store_v_seq: keep the potential of every step in ``self.v_seq`` (``[T, N, ...]``).
         v_reset: only ``None`` (SpikingJelly's soft reset): DIET subtracts the threshold.
@@ -81,6 +87,8 @@ class DietLIFNode(BaseNode):
     multi-step mode, and ``torch.save`` of a whole network. In ``'m'`` mode (without ``store_v_seq``) the
     whole sequence runs as one fused kernel where one applies (:mod:`snn_ext.kernels`).
     """
+
+    _fires_once = False
 
     def __init__(
         self,
@@ -114,6 +122,15 @@ class DietLIFNode(BaseNode):
         )
         self.v_threshold = nn.Parameter(threshold_t)
         self.leak = nn.Parameter(leak_t)
+        if self._stdb:
+            check_since_last(self.surrogate_function)
+            self.register_memory("last_spike", None)
+            self.register_memory("step", 0)
+
+    @property
+    def _stdb(self) -> bool:
+        """Multi-spike DIET neurons with the official STDB (their states: ``v``, ``last_spike``, ``step``)."""
+        return isinstance(self.surrogate_function, STDB) and not self._fires_once
 
     @staticmethod
     def _default_surrogate() -> SpikeFn:
@@ -130,12 +147,21 @@ class DietLIFNode(BaseNode):
         """SpikingJelly builds the zero state from ``x_seq[0]``: report an empty sequence first."""
         if step_mode == "m" and isinstance(inputs[0], torch.Tensor) and inputs[0].shape[:1] == (0,):
             check_sequence(inputs[0], "x_seq")  # raises the core's "empty time dimension" error
-        return super().materialize_states(inputs, states, step_mode)
+        states = super().materialize_states(inputs, states, step_mode)
+        if self._stdb and (states[1] is None or states[1].shape != states[0].shape):
+            states = (states[0], torch.full_like(states[0], STDB.NEVER), 0)  # a new sequence: no spike yet
+        return states
 
     def single_step_functional_forward(
         self, inputs: _Tensors, states: tuple[object, ...], **kwargs: object
     ) -> tuple[_Tensors, _Tensors]:
-        """One step: ``inputs = (x,)`` with ``x`` ``[N, ...]``, ``states = (v,)``; returns ``((spike,), (v,))``."""
+        """One step: ``inputs = (x,)`` with ``x`` ``[N, ...]``, ``states = (v,)`` (with STDB ``(v, last_spike,
+        step)``); returns ``((spike,), states)``."""
+        if self._stdb:
+            spike, state = diet_stdb_step(
+                inputs[0], DietSTDBState(*states), self.leak, self.v_threshold, self.surrogate_function
+            )
+            return (spike,), tuple(state)
         spike, v = diet_lif_step(inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function)
         return (spike,), (v,)
 
@@ -146,6 +172,12 @@ class DietLIFNode(BaseNode):
 
         Runs :func:`snn_ext.kernels.diet_lif_multistep` (fused for the triangle and box surrogates).
         """
+        if self._stdb:
+            kernels.warn_no_kernel_for_diet_stdb()
+            out = diet_stdb_multistep(
+                inputs[0], DietSTDBState(*states), self.leak, self.v_threshold, self.surrogate_function
+            )
+            return (out.spikes,), tuple(out.state)
         out = kernels.diet_lif_multistep(
             inputs[0], states[0], self.leak, self.v_threshold, self.surrogate_function, potentials=False
         )
@@ -175,6 +207,8 @@ class SingleSpikeLIFNode(DietLIFNode):
 
     Same arguments (keywords included) and shapes as :class:`DietLIFNode`.
     """
+
+    _fires_once = True
 
     def __init__(
         self,
