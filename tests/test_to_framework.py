@@ -107,7 +107,7 @@ def test_a_checkpoint_of_one_target_loads_into_the_others_model(source, images):
 
 
 def test_what_cannot_move_is_refused_clearly(images):
-    with pytest.raises(TypeError, match="to_framework takes a SpikingModel"):
+    with pytest.raises(TypeError, match="Linear holds no snn-ext neuron"):
         snn_ext.to_framework(nn.Linear(2, 2), "spikingjelly")
     snn = _converted("mlp-per-layer", "snntorch", images)
     with pytest.raises(ValueError, match="target must be one of snntorch, spikingjelly"):
@@ -142,3 +142,74 @@ def test_a_recipe_evaluates_an_snntorch_checkpoint_with_spikingjelly_neurons(tmp
     spikingjelly_acc = capsys.readouterr().out
     rows = [next(line for line in out.splitlines() if "test/acc" in line) for out in (snntorch_acc, spikingjelly_acc)]
     assert rows[0] == rows[1]
+
+
+def _plain_snntorch_net() -> nn.Module:
+    from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
+
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        DietLeaky(
+            beta=torch.full((4, 1, 1), 0.875),
+            threshold=torch.tensor([0.5, 1.0, 0.75, 0.25]).view(4, 1, 1),
+            init_hidden=True,
+        ),  # fmt: skip
+        nn.Flatten(),
+        nn.Linear(144, 16),
+        SingleSpikeLeaky(beta=1.0, threshold=0.5, init_hidden=True),
+        nn.Linear(16, 3),
+        DietLeaky(beta=0.5, threshold=0.25, init_hidden=True),
+    )
+    with torch.no_grad():
+        for layer in (net[0], net[3], net[5]):
+            layer.weight.mul_(3)
+    return net
+
+
+def _step_loop(net: nn.Module, images: torch.Tensor, steps: int = 4) -> torch.Tensor:
+    from spikingjelly.activation_based import functional
+
+    from snn_ext.snntorch import reset
+
+    reset(net)
+    functional.reset_net(net)
+    return torch.stack([net(images) for _ in range(steps)])
+
+
+def test_plain_networks_move_between_init_hidden_and_single_step_mode(images):
+    from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode
+
+    net = _plain_snntorch_net()
+    _step_loop(net, images).sum().backward()  # a net that has run: its states have autograd history
+    sj = snn_ext.to_framework(net, "spikingjelly")
+    net.zero_grad()
+    assert [type(m) for m in sj if "LIF" in type(m).__name__] == [DietLIFNode, SingleSpikeLIFNode, DietLIFNode]
+    assert sj[1].v_threshold.shape == (4,)
+    assert sj[1].step_mode == "s"
+    x1, x2 = images.clone().requires_grad_(), images.clone().requires_grad_()
+    out, sj_out = _step_loop(net, x1), _step_loop(sj, x2)
+    assert torch.equal(out, sj_out)
+    assert out.sum() > 0
+    out.sum().backward()
+    sj_out.sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(net[1].threshold.grad.reshape(4), sj[1].v_threshold.grad)
+    with pytest.raises(ValueError, match="pass sample= .* to to_framework"):
+        snn_ext.to_framework(sj, "snntorch")  # SpikingJelly's [C] does not say which dimension the channels are
+    back = snn_ext.to_framework(sj, "snntorch", sample=images)
+    assert back[1].threshold.shape == (4, 1, 1)
+    assert torch.equal(_step_loop(back, images), out)
+
+
+def test_plain_networks_refuse_what_the_other_framework_cannot_call(images):
+    from spikingjelly.activation_based import functional
+
+    from snn_ext.snntorch import DietLeaky
+
+    with pytest.raises(ValueError, match="called with an explicit mem .* build it with init_hidden=True"):
+        snn_ext.to_framework(nn.Sequential(nn.Linear(4, 4), DietLeaky()), "spikingjelly")
+    sj = snn_ext.to_framework(_plain_snntorch_net(), "spikingjelly")
+    functional.set_step_mode(sj, "m")
+    with pytest.raises(ValueError, match=r"step mode 'm' .* functional.set_step_mode\(net, 's'\)"):
+        snn_ext.to_framework(sj, "snntorch", sample=images)

@@ -116,8 +116,9 @@ class TimeBatchedNeuron(nn.Module):
             return value.reshape(current.shape)
         if self.step_dims is None:
             raise ValueError(
-                "a per-channel parameter for snnTorch needs the layer's number of dimensions, not known yet: load "
-                "into a model that was converted (ConvertedSNN converts before it loads) or has run once"
+                "a per-channel parameter for snnTorch needs the layer's number of dimensions, not known yet: pass "
+                "sample= (one input) to to_framework, or load into a model that was converted (ConvertedSNN converts "
+                "before it loads) or has run once"
             )
         return value.reshape(channels, *([1] * (self.step_dims - 2)))
 
@@ -284,30 +285,109 @@ def _in_framework(layer: TimeBatchedNeuron, target: str) -> nn.Module:
     return new.train(old.training)
 
 
-def to_framework(model: SpikingModel, target: str) -> SpikingModel:
-    """A copy of ``model`` whose neurons are ``target``'s (``"snntorch"`` or ``"spikingjelly"``); ``model`` is
+def to_framework(model: nn.Module, target: str, sample: torch.Tensor | None = None) -> nn.Module:
+    """A copy of ``model`` whose snn-ext neurons are ``target``'s (``"snntorch"`` or ``"spikingjelly"``); ``model`` is
     not changed.
 
     Every neuron keeps its kind (DIET or fire-once), surrogate, leak and threshold (values, dtype, device and
     ``requires_grad``; per-channel values take the framework's shape: ``[C, 1, ..., 1]`` in snnTorch, ``[C]`` in
-    SpikingJelly) and its initial potential, so the copy computes the same logits and gradients. To move a
-    checkpoint instead, load it into the other target's model: ``load_state_dict`` translates the neurons' keys.
+    SpikingJelly), so the copy computes the same numbers and gradients.
+
+    * A :class:`SpikingModel` (what ``snn_ext.convert`` returns) keeps its initial potentials and its interface.
+    * Any other module built from our neurons, called one step at a time: snnTorch neurons with ``init_hidden=True``
+      (the ``nn.Sequential`` idiom) become SpikingJelly nodes in single-step mode ``'s'`` and back. Reset the copy
+      with its framework's reset (``functional.reset_net`` / ``snn_ext.snntorch.reset``). SpikingJelly
+      per-channel values need the layer's shape for snnTorch: pass ``sample``, one input step of ``model``.
+
+    To move a checkpoint of a :class:`SpikingModel` instead, load it into the other target's model:
+    ``load_state_dict`` translates the neurons' keys.
 
     Raises:
-        TypeError: ``model`` is not a :class:`SpikingModel`.
-        ValueError: an unknown ``target``; a per-neuron parameter (the SpikingJelly face has none); a per-channel
-            threshold for snnTorch in a layer whose shape is not known yet (run the model once first).
+        TypeError: ``model`` holds no snn-ext neuron.
+        ValueError: an unknown ``target``; what one framework's neuron does and the other's cannot (a per-neuron
+            parameter, ``state_quant``, snnTorch neurons without ``init_hidden`` or with ``output=True``,
+            SpikingJelly nodes in ``'m'`` mode or with ``store_v_seq``); a per-channel threshold for snnTorch
+            whose layer shape is not known (run the model once, or pass ``sample``).
     """
-    if not isinstance(model, SpikingModel):
-        raise TypeError(f"to_framework takes a SpikingModel (what snn_ext.convert returns), got {type(model).__name__}")
     check_target(target)
-    result = copy.deepcopy(model)
-    if result.target != target:
-        for layer in result.modules():
-            if isinstance(layer, TimeBatchedNeuron):
-                layer.neuron = _in_framework(layer, target)
-        result.target = target
+    result = copy.deepcopy(model, _detached_states(model))
+    if isinstance(result, SpikingModel):
+        if result.target != target:
+            for layer in result.modules():
+                if isinstance(layer, TimeBatchedNeuron):
+                    layer.neuron = _in_framework(layer, target)
+            result.target = target
+        return result
+    source = "spikingjelly" if target == "snntorch" else "snntorch"
+    neurons = {name: m for name, m in result.named_modules() if _is_face_neuron(m, source)}
+    if not neurons and not any(_is_face_neuron(m, target) for m in result.modules()):
+        raise TypeError(f"{type(model).__name__} holds no snn-ext neuron (DietLeaky, DietLIFNode, ...) to move")
+    for name, neuron in neurons.items():
+        _check_movable(name, neuron, source)
+    dims = _step_dims(result, neurons, sample) if target == "snntorch" else {}
+    for name, neuron in neurons.items():
+        layer = TimeBatchedNeuron(neuron, 1, step_dims=dims.get(name))
+        moved = _in_framework(layer, target)
+        if target == "spikingjelly":
+            moved.step_mode = "s"
+        else:
+            moved.init_hidden, moved.output = True, False
+        parent, _, attribute = name.rpartition(".")
+        setattr(result.get_submodule(parent) if parent else result, attribute, moved)
     return result
+
+
+def _detached_states(model: nn.Module) -> dict[int, torch.Tensor]:
+    """A ``copy.deepcopy`` memo that copies the neurons' states (potentials with autograd history, which torch
+    cannot deep-copy) as detached tensors: the copy's neurons start new sequences anyway."""
+    memo: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        values = [*vars(module).values(), *module._buffers.values(), *getattr(module, "_memories", {}).values()]
+        for value in values:
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, torch.Tensor) and item.grad_fn is not None:
+                    memo[id(item)] = item.detach()
+    return memo
+
+
+def _is_face_neuron(module: nn.Module, target: str) -> bool:
+    return type(module).__module__ == f"snn_ext.{target}.neurons"
+
+
+def _check_movable(name: str, neuron: nn.Module, source: str) -> None:
+    if source == "snntorch":
+        if not neuron.init_hidden or neuron.output:
+            raise ValueError(
+                f"neuron {name!r} is called with an explicit mem (init_hidden=False) or returns it (output=True); "
+                "SpikingJelly's nodes keep their state and return spikes only: build it with init_hidden=True"
+            )
+        if neuron.state_quant:
+            raise ValueError(f"neuron {name!r} has a state_quant, which SpikingJelly's face has no counterpart of")
+    elif neuron.step_mode != "s" or neuron.store_v_seq:
+        raise ValueError(
+            f"neuron {name!r} runs in step mode {neuron.step_mode!r} (store_v_seq={neuron.store_v_seq}); snnTorch's "
+            "neurons take one step per call: functional.set_step_mode(net, 's') first (store_v_seq off)"
+        )
+
+
+def _step_dims(model: nn.Module, neurons: dict[str, nn.Module], sample: torch.Tensor | None) -> dict[str, int]:
+    """The number of dimensions of each neuron's input, from one call of ``model`` on ``sample`` (if given)."""
+    if sample is None:
+        return {}
+    dims: dict[str, int] = {}
+    hooks = [
+        neuron.register_forward_pre_hook(lambda m, args, n=name: dims.__setitem__(n, args[0].dim()))
+        for name, neuron in neurons.items()
+    ]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for neuron in neurons.values():
+            neuron.reset()
+    return dims
 
 
 def check_target(target: str, name: str = "target") -> None:
