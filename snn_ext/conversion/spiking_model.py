@@ -88,44 +88,22 @@ class TimeBatchedNeuron(nn.Module):
 
     def _translate_face(self, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
         """Rename (and reshape) a ``state_dict`` of the other framework's neuron to this one's, in place."""
-        mine, other = _FACE_KEYS[self.target], _FACE_KEYS["spikingjelly" if self.target == "snntorch" else "snntorch"]
+        mine, other = _FACE_KEYS[self.target], _FACE_KEYS[_OTHER[self.target]]
         if prefix + other[1] not in state_dict or prefix + mine[1] in state_dict:
             return
         for theirs, ours in zip(other, mine, strict=True):
-            state_dict[prefix + ours] = self.face_shape(state_dict.pop(prefix + theirs), getattr(self.neuron, ours))
+            value, current = state_dict.pop(prefix + theirs), getattr(self.neuron, ours)
+            state_dict[prefix + ours] = _face_shape(value, current, self.target, self.step_dims)
         for name in _SNNTORCH_BUFFERS:
             if self.target == "snntorch":
                 state_dict[prefix + name] = getattr(self.neuron, name).detach().clone()
             else:
                 state_dict.pop(prefix + name, None)
 
-    def face_shape(self, value: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """A leak or threshold of either framework in the shape this neuron's framework gives it (``current``:
-        the neuron's own parameter): ``[C]`` for SpikingJelly, ``[C, 1, ..., 1]`` for snnTorch."""
-        if value.dim() == 0:
-            return value
-        if any(size != 1 for size in value.shape[1:]):
-            raise ValueError(
-                f"a per-neuron parameter of shape {tuple(value.shape)} has no per-channel equivalent in "
-                f"{self.target}'s face (per layer [] or per channel [C] there)"
-            )
-        channels = value.shape[0]
-        if self.target == "spikingjelly":
-            return value.reshape(channels)
-        if current.numel() == channels and current.dim() >= 1:
-            return value.reshape(current.shape)
-        if self.step_dims is None:
-            raise ValueError(
-                "a per-channel parameter for snnTorch needs the layer's number of dimensions, not known yet: pass "
-                "sample= (one input) to to_framework, or load into a model that was converted (ConvertedSNN converts "
-                "before it loads) or has run once"
-            )
-        return value.reshape(channels, *([1] * (self.step_dims - 2)))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.unflatten(0, (self.timesteps, -1))
         self.step_dims = x_seq.dim() - 1
-        if hasattr(self.neuron, "forward_sequence"):  # snnTorch face
+        if self.target == "snntorch":
             # A new potential tensor also starts a new fire-once sequence (fresh record, step 0).
             threshold = broadcast_view(self.neuron.threshold, x_seq.shape[1:], "threshold")
             self.neuron.mem = self._start(x_seq, threshold)
@@ -139,12 +117,12 @@ class TimeBatchedNeuron(nn.Module):
     @property
     def threshold(self) -> torch.Tensor:
         """The neuron's (trainable) threshold."""
-        return self.neuron.threshold if hasattr(self.neuron, "forward_sequence") else self.neuron.v_threshold
+        return self.neuron.threshold if self.target == "snntorch" else self.neuron.v_threshold
 
     @property
     def potential(self) -> torch.Tensor:
         """``[B, ...]`` membrane potential after the last step of the last call (after its reset)."""
-        return self.neuron.mem if hasattr(self.neuron, "forward_sequence") else self.neuron.v
+        return self.neuron.mem if self.target == "snntorch" else self.neuron.v
 
     def reset(self) -> None:
         """Reset the neuron (through its framework's reset), dropping the last call's state and autograd graph.
@@ -152,7 +130,7 @@ class TimeBatchedNeuron(nn.Module):
         An snnTorch neuron is left with an empty potential, as a new one: snnTorch keeps every neuron it ever
         created in a class-level list, so a batch-sized state would outlive the model.
         """
-        if hasattr(self.neuron, "forward_sequence"):
+        if self.target == "snntorch":
             self.neuron.mem = self.neuron.mem.new_zeros(0)
             self.neuron.reset_mem()  # zeros like the empty potential (no allocation); also ends a fire-once sequence
         else:
@@ -170,8 +148,34 @@ class TimeBatchedNeuron(nn.Module):
 
 _FACE_KEYS = {"snntorch": ("beta", "threshold"), "spikingjelly": ("leak", "v_threshold")}
 """Each framework's names of a neuron's leak and threshold."""
+_OTHER = {"snntorch": "spikingjelly", "spikingjelly": "snntorch"}
 _SNNTORCH_BUFFERS = ("graded_spikes_factor", "reset_mechanism_val")
 """Buffers an snnTorch neuron carries that SpikingJelly's has no counterpart of (fixed for DIET neurons)."""
+
+
+def _face_shape(value: torch.Tensor, current: torch.Tensor, target: str, step_dims: int | None) -> torch.Tensor:
+    """A leak or threshold of either framework in the shape ``target``'s neuron gives it (``current``: that
+    neuron's own parameter; ``step_dims``: the layer's number of dimensions, if known): ``[C]`` for SpikingJelly,
+    ``[C, 1, ..., 1]`` for snnTorch."""
+    if value.dim() == 0:
+        return value
+    if any(size != 1 for size in value.shape[1:]):
+        raise ValueError(
+            f"a per-neuron parameter of shape {tuple(value.shape)} has no per-channel equivalent in "
+            f"{target}'s face (per layer [] or per channel [C] there)"
+        )
+    channels = value.shape[0]
+    if target == "spikingjelly":
+        return value.reshape(channels)
+    if current.numel() == channels and current.dim() >= 1:
+        return value.reshape(current.shape)
+    if step_dims is None:
+        raise ValueError(
+            "a per-channel parameter for snnTorch needs the layer's number of dimensions, not known yet: pass "
+            "sample= (one input) to to_framework, or load into a model that was converted (ConvertedSNN converts "
+            "before it loads) or has run once"
+        )
+    return value.reshape(channels, *([1] * (step_dims - 2)))
 
 
 def adopt_channel_shapes(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
@@ -240,19 +244,14 @@ def make_neuron(
     """
     _check_choice(neuron, NEURONS, "neuron")
     check_target(target)
+    cls = _neuron_class(target, neuron == "single_spike")
     if target == "snntorch":
-        from snn_ext.snntorch import DietLeaky, SingleSpikeLeaky
-
-        cls = SingleSpikeLeaky if neuron == "single_spike" else DietLeaky
         if isinstance(threshold, torch.Tensor) and threshold.dim() == 1:
             if step_dims is None:
                 raise ValueError("a per-channel threshold needs step_dims, the number of dimensions of a step")
             threshold = threshold.reshape(-1, *([1] * (step_dims - 2)))
         module = cls(beta=1.0, threshold=threshold, init_hidden=True)
     else:
-        from snn_ext.spikingjelly import DietLIFNode, SingleSpikeLIFNode
-
-        cls = SingleSpikeLIFNode if neuron == "single_spike" else DietLIFNode
         module = cls(leak=1.0, v_threshold=threshold, step_mode="m")
     return TimeBatchedNeuron(module, timesteps, initial_fraction, step_dims)
 
@@ -267,20 +266,18 @@ def _neuron_class(target: str, fire_once: bool) -> type[nn.Module]:
     return SingleSpikeLIFNode if fire_once else DietLIFNode
 
 
-def _in_framework(layer: TimeBatchedNeuron, target: str) -> nn.Module:
-    """The neuron of ``layer`` as ``target``'s neuron: same kind, surrogate, values, dtype, device, trainability."""
-    old = layer.neuron
-    fire_once = type(old).__name__.startswith("SingleSpike")
-    surrogate = old.spike_grad if layer.target == "snntorch" else old.surrogate_function
-    values = [getattr(old, name) for name in _FACE_KEYS[layer.target]]
+def _in_framework(old: nn.Module, source: str, target: str, step_dims: int | None) -> nn.Module:
+    """``source``'s neuron ``old`` as ``target``'s: same kind, surrogate, values, dtype, device, trainability."""
+    surrogate = old.spike_grad if source == "snntorch" else old.surrogate_function
+    values = [getattr(old, name) for name in _FACE_KEYS[source]]
+    cls = _neuron_class(target, old._fires_once)
     if target == "snntorch":
-        new = _neuron_class(target, fire_once)(beta=1.0, threshold=1.0, spike_grad=surrogate, init_hidden=True)
+        new = cls(beta=1.0, threshold=1.0, spike_grad=surrogate, init_hidden=True)
     else:
-        new = _neuron_class(target, fire_once)(leak=1.0, v_threshold=1.0, surrogate_function=surrogate, step_mode="m")
+        new = cls(leak=1.0, v_threshold=1.0, surrogate_function=surrogate, step_mode="m")
     new.to(device=values[0].device)
-    shaper = TimeBatchedNeuron(new, layer.timesteps, step_dims=layer.step_dims)
     for name, value in zip(_FACE_KEYS[target], values, strict=True):
-        shaped = shaper.face_shape(value.detach().clone(), getattr(new, name))
+        shaped = _face_shape(value.detach().clone(), getattr(new, name), target, step_dims)
         setattr(new, name, nn.Parameter(shaped, requires_grad=value.requires_grad))
     return new.train(old.training)
 
@@ -315,10 +312,10 @@ def to_framework(model: nn.Module, target: str, sample: torch.Tensor | None = No
         if result.target != target:
             for layer in result.modules():
                 if isinstance(layer, TimeBatchedNeuron):
-                    layer.neuron = _in_framework(layer, target)
+                    layer.neuron = _in_framework(layer.neuron, layer.target, target, layer.step_dims)
             result.target = target
         return result
-    source = "spikingjelly" if target == "snntorch" else "snntorch"
+    source = _OTHER[target]
     neurons = {name: m for name, m in result.named_modules() if _is_face_neuron(m, source)}
     if not neurons and not any(_is_face_neuron(m, target) for m in result.modules()):
         raise TypeError(f"{type(model).__name__} holds no snn-ext neuron (DietLeaky, DietLIFNode, ...) to move")
@@ -326,8 +323,7 @@ def to_framework(model: nn.Module, target: str, sample: torch.Tensor | None = No
         _check_movable(name, neuron, source)
     dims = _step_dims(result, neurons, sample) if target == "snntorch" else {}
     for name, neuron in neurons.items():
-        layer = TimeBatchedNeuron(neuron, 1, step_dims=dims.get(name))
-        moved = _in_framework(layer, target)
+        moved = _in_framework(neuron, source, target, dims.get(name))
         if target == "spikingjelly":
             moved.step_mode = "s"
         else:

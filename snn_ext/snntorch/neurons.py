@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import snntorch
 import torch
 
@@ -29,6 +32,7 @@ from snn_ext.core.surrogate import STDB, SpikeTimeRecord, Triangle, heaviside
 __all__ = ["DietLeaky", "SingleSpikeLeaky"]
 
 _Outputs = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+_State = TypeVar("_State", DietSTDBState, SingleSpikeState)
 
 _CHECKS = {
     "beta": lambda value: check_leak(value, "beta", any_shape=True),
@@ -166,11 +170,7 @@ class DietLeaky(snntorch.Leaky):
 
     def _stdb_state(self, start: torch.Tensor | None) -> DietSTDBState | None:
         """With STDB: continue the running sequence when ``start`` is its potential (or it detached)."""
-        if start is None:
-            return None
-        if self._stdb is not None and _same_tensor_data(start, self._stdb.u):
-            return self._stdb
-        return DietSTDBState(start, torch.full_like(start, STDB.NEVER), 0)
+        return _continued(self._stdb, start, lambda u: DietSTDBState(u, torch.full_like(u, STDB.NEVER), 0))
 
     def _initial_mem(self, mem: torch.Tensor | None, step_shape: torch.Size) -> torch.Tensor | None:
         if self.init_hidden and mem is not None:
@@ -252,6 +252,18 @@ class DietLeaky(snntorch.Leaky):
         )
 
 
+def _continued(
+    running: _State | None, start: torch.Tensor | None, new: Callable[[torch.Tensor], _State]
+) -> _State | None:
+    """``running`` when ``start`` is its potential or that potential detached, ``None`` without a ``start``, else
+    ``new(start)``: a new sequence."""
+    if start is None:
+        return None
+    if running is not None and _same_tensor_data(start, running.u):
+        return running
+    return new(start)
+
+
 def _same_tensor_data(a: torch.Tensor, b: torch.Tensor) -> bool:
     """``a`` is ``b``, or a view of the same elements (``b.detach()``); compares metadata only, no values."""
     if a is b:
@@ -292,11 +304,7 @@ class SingleSpikeLeaky(DietLeaky):
     def _state(self, start: torch.Tensor | None) -> SingleSpikeState | None:
         """Continue the running sequence when ``start`` is its potential, or that potential detached
         (``mem.detach()``, truncated BPTT: the same storage); else begin a new one."""
-        if start is None:
-            return None
-        if self._sequence is not None and _same_tensor_data(start, self._sequence.u):
-            return self._sequence
-        return SingleSpikeState(start, SpikeTimeRecord(start), 0)
+        return _continued(self._sequence, start, lambda u: SingleSpikeState(u, SpikeTimeRecord(u), 0))
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> _Outputs:
         """One step ``[B, ...]``; see :meth:`DietLeaky.forward`."""
