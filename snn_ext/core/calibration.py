@@ -24,6 +24,15 @@
   fitting script is not public; this objective is ours, documented here. ``shift = 0.5`` (start at half
   the threshold, as in QCFS, Bu et al. 2022) turns the floor of the spike count into rounding; it is one of
   the candidates unless ``shifts=(0.0,)``.
+
+  *Weight calibration* (our addition, on by default; in the spirit of Li et al., ICML 2021, "A free lunch from
+  ANN"): before a layer's threshold is fitted, the synaptic layer that feeds it (a conv or linear layer, also
+  through a residual addition) is corrected so that its time-averaged current in the partly converted SNN best
+  matches the DNN's pre-activation. :class:`LinearCorrection` solves that least-squares problem in closed form
+  (ridge regression of the residual ``z_dnn - mean_t(c_snn)`` on the layer's time-averaged SNN input, its
+  strength chosen on held-out calibration rows so that few images do not overfit a classifier), so the
+  quantization error of the earlier layers is absorbed into the weights instead of compounding with depth;
+  the output layer gets the same correction against the DNN's logits.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LayerScale", "ThresholdFit", "percentile"]
+__all__ = ["LayerScale", "LinearCorrection", "ThresholdFit", "percentile"]
 
 _SIMULATION_ELEMENTS = 2**22
 """Neurons simulated at once by :class:`ThresholdFit` (channels x candidates x samples): bounds its memory."""
@@ -194,3 +203,104 @@ def _if_rates(currents: torch.Tensor, thresholds: torch.Tensor, shift: float) ->
         potential -= thresholds * spikes
         count += spikes
     return count / timesteps
+
+
+class LinearCorrection:
+    """Streaming ridge regression, its strength chosen on held-out rows: the change of a synaptic layer that best
+    maps its inputs onto residuals.
+
+    For rows of features ``x`` ``[N, F]`` (a linear layer's inputs, or a convolution's unfolded input patches)
+    and residuals ``r`` ``[N, C]`` (what the layer's output lacks), accumulates ``x^T x`` and ``x^T r`` and
+    solves for ``dW`` ``[C, F]`` (and ``db`` ``[C]`` with ``bias=True``) minimising::
+
+        sum ||r - x dW^T - db||^2 + ridge * mean(diag(x^T x)) * ||dW||^2
+
+    A fraction ``holdout`` of the rows (drawn at random) is kept aside: each candidate ``ridge`` is fitted on the
+    other rows and scored on those, together with no change at all, and the best is refitted on every row. So a
+    layer with few rows per feature (a classifier calibrated on a few hundred images) is not overfitted: its
+    correction shrinks, or stays 0 when no candidate predicts held-out residuals better than none.
+
+    Args:
+        features: ``F``.
+        outputs: ``C``.
+        bias: also fit a constant per output (not penalised).
+        ridges: candidate strengths (> 0), relative to the mean diagonal of ``x^T x``.
+        holdout: fraction of rows held out to choose among them, in ``(0, 1)``.
+        samples: rows kept per :meth:`update`, drawn without replacement by a generator seeded with ``seed``.
+        seed: seed of that generator.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        outputs: int,
+        bias: bool,
+        ridges: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        holdout: float = 0.25,
+        samples: int = 2**16,
+        seed: int = 0,
+    ) -> None:
+        if not ridges or any(not ridge > 0 for ridge in ridges):
+            raise ValueError(f"ridges must be a non-empty tuple of values > 0, got {ridges!r}")
+        if not 0 < holdout < 1:
+            raise ValueError(f"holdout must lie in (0, 1), got {holdout!r}")
+        self.features, self.outputs, self.bias, self.samples = features, outputs, bias, samples
+        self.ridges, self.holdout = tuple(ridges), holdout
+        self.ridge: float | None = None
+        """The strength :meth:`solve` chose (``None``: no change)."""
+        self._generator = torch.Generator().manual_seed(seed)
+        size = features + int(bias)
+        # [fit rows, held-out rows]
+        self._gram = torch.zeros(2, size, size, dtype=torch.float64)
+        self._cross = torch.zeros(2, size, outputs, dtype=torch.float64)
+        self._count = torch.zeros(2, dtype=torch.int64)
+
+    def update(self, x: torch.Tensor, r: torch.Tensor) -> None:
+        """Add rows: features ``[N, F]`` and residuals ``[N, C]`` (same ``N``)."""
+        if x.dim() != 2 or r.dim() != 2 or x.shape != (r.shape[0], self.features) or r.shape[1] != self.outputs:
+            raise ValueError(
+                f"expected features [N, {self.features}] and residuals [N, {self.outputs}], got {list(x.shape)} and "
+                f"{list(r.shape)}"
+            )
+        if len(x) > self.samples:
+            chosen = torch.randperm(len(x), generator=self._generator)[: self.samples].to(x.device)
+            x, r = x[chosen], r[chosen]
+        if self.bias:
+            x = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+        held = (torch.rand(len(x), generator=self._generator) < self.holdout).to(x.device)
+        for part, rows in enumerate((~held, held)):
+            xs, rs = x[rows], r[rows].to(x.dtype)
+            self._gram[part] += (xs.T @ xs).double().cpu()
+            self._cross[part] += (xs.T @ rs).double().cpu()
+            self._count[part] += len(xs)
+
+    def _fit(self, gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> torch.Tensor:
+        penalty = torch.ones(len(gram), dtype=torch.float64)
+        if self.bias:
+            penalty[-1] = 0.0
+        scale = gram.diagonal()[: self.features].mean().clamp(min=1e-12)
+        return torch.linalg.lstsq(gram + torch.diag(ridge * scale * penalty), cross).solution
+
+    def solve(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(dW [C, F], db [C] or None)`` in float64, on the CPU (zeros when no change predicts the held-out
+        residuals better); sets :attr:`ridge`.
+
+        Raises:
+            ValueError: no rows yet, or none held out / none left to fit.
+        """
+        if not bool((self._count > 0).all()):
+            raise ValueError(
+                f"need rows to fit and rows held out, got {self._count.tolist()}: call update() with more rows"
+            )
+        (fit_gram, held_gram), (fit_cross, held_cross) = self._gram, self._cross
+        self.ridge, best = None, 0.0  # the held-out error of no change, less sum(r^2) (common to every candidate)
+        for ridge in self.ridges:
+            solution = self._fit(fit_gram, fit_cross, ridge)
+            error = (-2 * (solution * held_cross).sum() + (solution * (held_gram @ solution)).sum()).item()
+            if error < best:
+                self.ridge, best = ridge, error
+        solution = torch.zeros_like(fit_cross)
+        if self.ridge is not None:
+            solution = self._fit(fit_gram + held_gram, fit_cross + held_cross, self.ridge)
+        delta_w = solution[: self.features].T.contiguous()
+        return delta_w, solution[-1].clone() if self.bias else None

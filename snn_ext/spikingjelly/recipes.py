@@ -108,7 +108,7 @@ class PercentileRecipe(_SnnExtRecipe):
 
 class DistributionAwareRecipe(_SnnExtRecipe):
     """Datta & Beerel (2022) (see :class:`~snn_ext.conversion.DistributionAwareConversion`); options ``shifts``,
-    ``per_channel``; no ``neuron="single_spike"``."""
+    ``per_channel``, ``calibrate_weights``; no ``neuron="single_spike"``."""
 
     method_class = DistributionAwareConversion
 
