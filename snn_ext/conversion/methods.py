@@ -504,7 +504,7 @@ class DistributionAwareConversion(ConversionMethod):
     correct (reached through pooling, grouped or 3-d convolutions, non-zero padding modes, linear layers of more
     than 8192 inputs, layers with several consumers) keep their weights, with one warning naming them. On 28x28
     digits (README, "Deep networks at T = 1-4") it lifted a 3-block ResNet at T = 1 / 2 from 0.881 / 0.935 to
-    0.953 / 0.973 (ANN 0.976).
+    0.951 / 0.969 (ANN 0.976).
 
     Its objective models a rate code (up to ``T`` spikes per neuron), so it does not calibrate fire-once
     neurons: ``neuron="single_spike"`` is refused (use ``percentile``). The spike-time read-out's threshold
