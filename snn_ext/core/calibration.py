@@ -279,7 +279,7 @@ class LinearCorrection:
         if self.bias:
             penalty[-1] = 0.0
         scale = gram.diagonal()[: self.features].mean().clamp(min=1e-12)
-        return torch.linalg.lstsq(gram + torch.diag(ridge * scale * penalty), cross).solution
+        return torch.linalg.solve(gram + torch.diag(ridge * scale * penalty), cross)  # positive definite
 
     def solve(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(dW [C, F], db [C] or None)`` in float64, on the CPU (zeros when no change predicts the held-out
