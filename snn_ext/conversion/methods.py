@@ -564,7 +564,7 @@ class DistributionAwareConversion(ConversionMethod):
 
 _MAX_CALIBRATED_FEATURES = 8192
 """Inputs of a linear layer (or patch size of a convolution) above which weight calibration skips it: its normal
-equations would take more than 0.5 GB."""
+equations (fitted and held-out rows, float64) would take more than 1 GB."""
 
 
 def _feeding_layer(graph: fx.GraphModule, node: fx.Node) -> fx.Node | None:
